@@ -1,0 +1,180 @@
+"""Model directories: safetensors weights + a YAML config, and the registry of bundled models.
+
+A model directory holds
+
+    model.safetensors   the weights (tensors only: loading never executes code)
+    config.yaml         {kind, format_version, latentspeech_version, config: {...}, meta: {...}}
+    README.md           optional model card
+
+``kind`` names the model family (``codec``, ``latentlm``, ``valle``...); ``config`` is the
+model's dataclass as a dict; ``meta`` holds anything else worth keeping (training steps,
+latent statistics, the phone vocabulary version, the codec a LM was trained on...).
+
+Names resolve through :func:`resolve_model`: a bundled name (``latentlm-demo``, ``valle-demo``,
+``codec-demo``; see ``BUNDLED``) or a path to a model directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import load_yaml, save_yaml
+from .errors import CheckpointError
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+#: Bundled model names → folder under ``latentspeech/assets``.
+BUNDLED = {
+    "latentlm-demo": "latentlm-demo",
+    "valle-demo": "valle-demo",
+    "codec-demo": "codec-demo",
+    "codec-rvq-demo": "codec-rvq-demo",
+}
+DEFAULT_MODEL = "latentlm-demo"
+
+__all__ = [
+    "ModelDir",
+    "save_model_dir",
+    "load_model_dir",
+    "resolve_model",
+    "load_state_dict_strict",
+    "BUNDLED",
+    "DEFAULT_MODEL",
+]
+
+
+@dataclass
+class ModelDir:
+    """What :func:`load_model_dir` returns: weights and config of one saved model."""
+
+    path: Path
+    kind: str
+    config: dict
+    state_dict: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+
+def bundled_path(name: str) -> Path:
+    return ASSETS / BUNDLED[name]
+
+
+def resolve_model(name_or_dir: str | os.PathLike | None, default: str = DEFAULT_MODEL) -> Path:
+    """Turn a bundled model name or a directory path into an existing model directory."""
+    name = str(name_or_dir) if name_or_dir is not None else default
+    if name in BUNDLED:
+        path = bundled_path(name)
+        if not (path / WEIGHTS).is_file():
+            raise CheckpointError(
+                f"the bundled model '{name}' is not in this installation yet ({path} has no {WEIGHTS}); "
+                "train one with egs/demo/tts1/run.sh and pass --model DIR"
+            )
+        return path
+    path = Path(name).expanduser()
+    if path.is_file() and path.name in (WEIGHTS, CONFIG):
+        path = path.parent
+    if not path.exists():
+        known = ", ".join(sorted(BUNDLED))
+        raise CheckpointError(f"no such model: '{name}' is neither a bundled model ({known}) nor a directory")
+    if not path.is_dir():
+        raise CheckpointError(f"'{name}' is not a model directory (expected a folder with {WEIGHTS} and {CONFIG})")
+    return path
+
+
+def save_model_dir(
+    path: str | os.PathLike,
+    state_dict: dict[str, torch.Tensor],
+    kind: str,
+    config: dict,
+    meta: dict | None = None,
+    card: str | None = None,
+) -> Path:
+    """Write weights + config (+ model card) into ``path`` atomically (a temp dir, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"kind": kind, "format_version": str(FORMAT_VERSION)})
+        save_yaml(
+            {
+                "kind": kind,
+                "format_version": FORMAT_VERSION,
+                "latentspeech_version": __version__,
+                "config": config,
+                "meta": meta or {},
+            },
+            tmp / CONFIG,
+        )
+        if card:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+        if path.exists():
+            old = path.with_name(path.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def load_model_dir(name_or_dir: str | os.PathLike | None, kind: str | tuple[str, ...] | None = None) -> ModelDir:
+    """Read a model directory (or bundled name); check it is complete and of the expected kind."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = resolve_model(name_or_dir)
+    for fname in (CONFIG, WEIGHTS):
+        if not (path / fname).is_file():
+            raise CheckpointError(f"incomplete model directory {path}: {fname} is missing")
+    info = load_yaml(path / CONFIG)
+    got = info.get("kind")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds and got not in kinds:
+        raise CheckpointError(f"{path} holds a '{got}' model, expected {' or '.join(kinds)}")
+    version = info.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version!r} is not supported (expected {FORMAT_VERSION})")
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read weights {path / WEIGHTS}: {e}") from None
+    return ModelDir(path=path, kind=got, config=info.get("config") or {}, state_dict=state, meta=info.get("meta") or {})
+
+
+def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, Any], where: str = "checkpoint") -> None:
+    """``module.load_state_dict`` that reports a mismatch in one line instead of a traceback."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if shapes:
+        problems.append(f"{len(shapes)} of another shape (e.g. {shapes[0]})")
+    if problems:
+        raise CheckpointError(f"{where} does not match the model config: tensors " + "; ".join(problems))
+    module.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,67 @@
+"""The ``latentspeech`` command line: thin wrappers over library functions.
+
+One module per command group under ``latentspeech/cli/``; each defines ``register(subparsers)``,
+which adds its sub-command(s) and sets ``func`` (called with the parsed args; returns an exit
+code or None). Modules import nothing heavy at import time so that ``--help`` stays fast.
+
+Errors meant for the user (:class:`~latentspeech.errors.LatentSpeechError`) print as one
+line on stderr with a non-zero exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+
+#: Command modules, in the order their commands appear in ``--help``.
+COMMAND_MODULES = [
+    "latentspeech.cli.synthesize",  # synthesize, demo
+    "latentspeech.cli.text",  # phonemize
+    "latentspeech.cli.data",  # data validate / fix
+    "latentspeech.cli.codec",  # codec train / encode / decode / extract
+    "latentspeech.cli.train",  # train latentlm / valle
+    "latentspeech.cli.eval",  # eval
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latentspeech",
+        description="Zero-shot text-to-speech with next-token diffusion over σ-VAE latents.",
+    )
+    parser.add_argument("--version", action="version", version=f"latentspeech {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import LatentSpeechError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        code = args.func(args)
+    except LatentSpeechError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

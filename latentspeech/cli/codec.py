@@ -1,0 +1,5 @@
+"""CLI: placeholder until its package lands (see CONTRIBUTING.md)."""
+
+
+def register(sub) -> None:
+    pass

@@ -1,16 +1,83 @@
-"""CLI: ``latentspeech synthesize`` and ``latentspeech demo``."""
+"""CLI: ``latentspeech synthesize`` (text + prompt → wav) and ``latentspeech demo`` (what `make demo` runs)."""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
+DEMO_TEXT = "The quick brown fox jumps over the lazy dog. Speech synthesis runs on this computer."
+
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="synthesize a sentence with the bundled model (what `make demo` runs)")
-    p.add_argument("--out", default="demo.wav", help="output wav (default: demo.wav)")
-    p.set_defaults(func=run_demo)
+    p = sub.add_parser("synthesize", help="speak text in the voice of a prompt recording",
+                       description="Synthesize TEXT in the voice of the speaker in PROMPT (any clip of a few seconds).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="text to speak ('-' reads stdin)")
+    src.add_argument("--text-file", metavar="F", help="read the text from file F (long text is split into sentences)")
+    p.add_argument("--prompt", required=True, metavar="WAV", help="speaker prompt audio (wav/flac/ogg, >= 1 s)")
+    p.add_argument("-o", "--out", default="out.wav", metavar="OUT.wav", help="output audio file (default: out.wav)")
+    p.add_argument("--model", default=None, metavar="M", help="bundled model name or model dir (default: latentlm-demo)")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="diffusion sampler steps per frame (1-20)")
+    p.add_argument("--cfg", type=float, default=None, metavar="F", help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (same seed: same audio on CPU)")
+    p.add_argument("--batch-size", type=int, default=8, help="sentences generated together (default 8)")
+    p.add_argument("--device", default=None, help="torch device (default: cpu)")
+    p.set_defaults(func=run_synthesize)
+
+    d = sub.add_parser("demo", help="synthesize a sentence with the bundled model (what `make demo` runs)")
+    d.add_argument("--out", default="demo.wav", help="output wav (default: demo.wav)")
+    d.set_defaults(func=run_demo)
+
+
+def read_text(args) -> str:
+    from ..errors import TextError
+
+    if args.text_file is not None:
+        path = Path(args.text_file)
+        if not path.is_file():
+            raise TextError(f"text file not found: {path}")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise TextError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return sys.stdin.read() if args.text == "-" else args.text
+
+
+def run_synthesize(args) -> int:
+    from ..api import TTS
+    from ..errors import ConfigError
+
+    if args.steps is not None and not 1 <= args.steps <= 100:
+        raise ConfigError(f"--steps must be between 1 and 100, got {args.steps}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    text = read_text(args)
+    t0 = time.perf_counter()
+    tts = TTS.from_pretrained(args.model, device=args.device)
+    t1 = time.perf_counter()
+    path = tts.speak_to_file(args.out, text, prompt=args.prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                             temperature=args.temperature, batch_size=args.batch_size)
+    t2 = time.perf_counter()
+    import soundfile as sf
+
+    dur = sf.info(str(path)).duration
+    print(f"wrote {path} ({dur:.2f} s of audio; load {t1 - t0:.1f} s, synthesis {t2 - t1:.1f} s, "
+          f"RTF {(t2 - t1) / max(dur, 1e-9):.2f})")
+    return 0
+
+
+def demo_prompt() -> Path | None:
+    from ..checkpoint import ASSETS
+
+    folder = ASSETS / "prompts"
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".wav", ".flac")) if folder.is_dir() else []
+    return files[0] if files else None
 
 
 def run_demo(args) -> int:
-    from ..checkpoint import BUNDLED, DEFAULT_MODEL, bundled_path, WEIGHTS
+    from ..checkpoint import BUNDLED, DEFAULT_MODEL, WEIGHTS, bundled_path
 
     if not (bundled_path(DEFAULT_MODEL) / WEIGHTS).is_file():
         print(
@@ -18,4 +85,15 @@ def run_demo(args) -> int:
             "nothing to synthesize. The set-up itself succeeded."
         )
         return 0
-    raise NotImplementedError
+    prompt = demo_prompt()
+    if prompt is None:
+        from ..errors import CheckpointError
+
+        raise CheckpointError("no demo prompt in latentspeech/assets/prompts/ (expected a .wav or .flac)")
+    from ..api import TTS
+
+    t0 = time.perf_counter()
+    tts = TTS.from_pretrained(DEFAULT_MODEL)
+    path = tts.speak_to_file(args.out, DEMO_TEXT, prompt=prompt, seed=0)
+    print(f"wrote {path} in the voice of {prompt.name} ({time.perf_counter() - t0:.1f} s)")
+    return 0

@@ -1,0 +1,152 @@
+"""Building blocks of the codec trunk: STFT front end, ConvNeXt stages, iSTFT head (Vocos-style).
+
+All sequence tensors are channels-first ``[B, C, L]``. Every block keeps the length exact:
+
+- :class:`STFTFrontEnd`: ``T`` samples (a multiple of ``hop``) → ``T / hop`` log-magnitude frames
+  (reflect "same" padding of ``(n_fft - hop) / 2`` on each side, no centre frame);
+- :class:`ISTFTHead`: ``L`` frames → ``L · hop`` samples (overlap-add, the same padding trimmed);
+- down-sampling is a patchify convolution (kernel = stride = f), up-sampling its transpose.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ChannelNorm", "ConvNeXtBlock", "ConvNeXtStage", "STFTFrontEnd", "ISTFTHead", "Encoder", "Decoder"]
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channel axis of a ``[B, C, L]`` tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depth-wise conv → LayerNorm → MLP (GELU) → layer scale, with a residual connection."""
+
+    def __init__(self, dim: int, kernel_size: int = 7, mlp_ratio: float = 3.0, layer_scale: float = 0.1):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, hidden)
+        self.pw2 = nn.Linear(hidden, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dwconv(x).transpose(1, 2)
+        h = self.pw2(F.gelu(self.pw1(self.norm(h))))
+        return x + (self.gamma * h).transpose(1, 2)
+
+
+class ConvNeXtStage(nn.Sequential):
+    def __init__(self, dim: int, num_blocks: int, kernel_size: int, mlp_ratio: float, layer_scale: float):
+        super().__init__(*[ConvNeXtBlock(dim, kernel_size, mlp_ratio, layer_scale) for _ in range(num_blocks)])
+
+
+class STFTFrontEnd(nn.Module):
+    """Log-magnitude STFT with "same" padding: ``[B, T]`` → ``[B, n_fft // 2 + 1, T // hop]``."""
+
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        self.n_fft, self.hop, self.pad = n_fft, hop, (n_fft - hop) // 2
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        mode = "reflect" if wav.shape[-1] > self.pad else "constant"
+        x = F.pad(wav.unsqueeze(1), (self.pad, self.pad), mode=mode).squeeze(1)
+        spec = torch.stft(x.float(), self.n_fft, self.hop, self.n_fft, window=self.window, center=False,
+                          return_complex=True)
+        mag = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-10)
+        return torch.log(torch.clamp(mag, min=1e-5))
+
+
+class ISTFTHead(nn.Module):
+    """Frames → waveform: linear layer to log-magnitude and phase, then "same"-padded iSTFT.
+
+    ``[B, dim, L]`` → ``[B, L · hop]``. The magnitude is ``exp`` of the prediction, clipped to 100.
+    """
+
+    def __init__(self, dim: int, n_fft: int, hop: int):
+        super().__init__()
+        self.n_fft, self.hop, self.pad = n_fft, hop, (n_fft - hop) // 2
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.out = nn.Linear(dim, n_fft + 2)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.out(self.norm(x.transpose(1, 2))).transpose(1, 2).float()  # [B, n_fft + 2, L]
+        log_mag, phase = h.chunk(2, dim=1)
+        mag = torch.exp(log_mag).clamp(max=1e2)
+        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+        return self.istft(spec)
+
+    def istft(self, spec: torch.Tensor) -> torch.Tensor:
+        """Inverse STFT, "same" padding: ``[B, n_fft // 2 + 1, L]`` complex → ``[B, L · hop]``."""
+        n_frames = spec.shape[-1]
+        frames = torch.fft.irfft(spec, self.n_fft, dim=1) * self.window[None, :, None]
+        length = (n_frames - 1) * self.hop + self.n_fft
+        y = F.fold(frames, (1, length), (1, self.n_fft), stride=(1, self.hop))[:, 0, 0, :]
+        win_sq = self.window.square()[None, :, None].expand(1, -1, n_frames)
+        env = F.fold(win_sq, (1, length), (1, self.n_fft), stride=(1, self.hop))[0, 0, 0, :]
+        end = self.pad + n_frames * self.hop
+        return y[:, self.pad:end] / env[self.pad:end].clamp(min=1e-11)
+
+
+class Encoder(nn.Module):
+    """STFT front end → ConvNeXt stages with patchify down-sampling → 1×1 projection.
+
+    ``[B, T]`` (T a multiple of ``frame_hop · prod(downsample)``) → ``[B, out_channels, T / hop_length]``.
+    """
+
+    def __init__(self, n_fft: int, frame_hop: int, downsample: list[int], dim: int, blocks: list[int],
+                 kernel_size: int, mlp_ratio: float, out_channels: int):
+        super().__init__()
+        self.frontend = STFTFrontEnd(n_fft, frame_hop)
+        self.embed = nn.Conv1d(n_fft // 2 + 1, dim, 7, padding=3)
+        self.embed_norm = ChannelNorm(dim, eps=1e-6)
+        scale = 1.0 / max(1, sum(blocks))
+        self.stages = nn.ModuleList(ConvNeXtStage(dim, n, kernel_size, mlp_ratio, scale) for n in blocks)
+        self.downs = nn.ModuleList(
+            nn.Sequential(ChannelNorm(dim, eps=1e-6), nn.Conv1d(dim, dim, f, stride=f)) for f in downsample
+        )
+        self.out_norm = ChannelNorm(dim, eps=1e-6)
+        self.proj = nn.Conv1d(dim, out_channels, 1)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = self.embed_norm(self.embed(self.frontend(wav)))
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i < len(self.downs):
+                x = self.downs[i](x)
+        return self.proj(self.out_norm(x))
+
+
+class Decoder(nn.Module):
+    """Latents → ConvNeXt stages with transposed-conv up-sampling → iSTFT head.
+
+    ``[B, latent_dim, F]`` → ``[B, F · hop_length]``.
+    """
+
+    def __init__(self, latent_dim: int, n_fft: int, frame_hop: int, upsample: list[int], dim: int,
+                 blocks: list[int], kernel_size: int, mlp_ratio: float):
+        super().__init__()
+        self.embed = nn.Conv1d(latent_dim, dim, 7, padding=3)
+        self.embed_norm = ChannelNorm(dim, eps=1e-6)
+        scale = 1.0 / max(1, sum(blocks))
+        self.stages = nn.ModuleList(ConvNeXtStage(dim, n, kernel_size, mlp_ratio, scale) for n in blocks)
+        self.ups = nn.ModuleList(
+            nn.Sequential(ChannelNorm(dim, eps=1e-6), nn.ConvTranspose1d(dim, dim, f, stride=f)) for f in upsample
+        )
+        self.head = ISTFTHead(dim, n_fft, frame_hop)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.embed_norm(self.embed(z))
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i < len(self.ups):
+                x = self.ups[i](x)
+        return self.head(x)

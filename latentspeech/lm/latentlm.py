@@ -1,0 +1,347 @@
+"""LatentLM for speech: a causal Transformer over [prompt latents | phones | speech latents] whose
+hidden state at each speech position conditions a diffusion head that denoises the next latent.
+
+Sequence layout (one row of a batch)::
+
+    slot:      p_1 … p_P   | ph_1 … ph_L | BOS  z_1  z_2 … z_F
+    segment:   0 (prompt)  | 1 (phones)  | 2 (speech) ──────────
+    position:  0 … P-1     | 0 … L-1     | 0    1    2  … F        ("segment" numbering)
+    predicts:                              z_1  z_2  z_3 … stop
+
+* The speaker prompt comes first, as codec latents of *another* utterance of the speaker (no
+  prompt transcript: any clip of the voice works at inference, and the model cannot learn to
+  read the prompt's words). Then the phones of the text to speak, then a learned BOS and the
+  target latents. Each token gets ``segment_embedding[segment]`` added, so segments are
+  distinguishable even though their positions overlap.
+* Positions restart at 0 in every segment (``position_mode="segment"``, default). The relative
+  RoPE offset between speech frame j and phone k is then j − k whatever the prompt length and
+  phone count, which makes the monotonic text-to-speech alignment the same pattern for every
+  utterance; paper.md's feasibility run learnt alignment and stopping early this way.
+  ``"global"`` numbers the whole row 0..T-1 instead (for ablations).
+* The hidden state at BOS and at every z_j conditions the diffusion head for z_{j+1} and the
+  stop head ("does speech end here?": 1 only at z_F).
+* Classifier-free guidance: in training the prompt *and* phones of a row are dropped with
+  probability ``cfg_drop_prob`` (the row becomes ``BOS z_1 … z_F``); at inference the
+  unconditional rows are exactly that and run in the same batch as the conditional ones.
+* Latents are the codec's *normalised* latents (``codec.normalize``: per-dim zero mean, unit std).
+
+Batched generation left-pads the prefixes (``prompt | phones | BOS``) so that every row's BOS is
+the last slot and all rows advance through the KV cache in lockstep; a row stops when its stop
+probability passes ``stop_threshold`` or when it reaches its length guard
+``ceil(frames_per_phone · L) + guard_min_frames``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from .diffusion import DiffusionHead, DiffusionHeadConfig, diffusion_loss, guided, sample
+from .transformer import Transformer, TransformerConfig
+
+__all__ = ["LatentLMConfig", "LatentLM", "LMBatch", "GenerationOutput", "default_frames_per_phone"]
+
+PROMPT, PHONES, SPEECH = 0, 1, 2
+#: Length guard of paper.md's feasibility run: 1.5 frames per phone symbol at 12.5 Hz never cut a sentence.
+GUARD_FRAMES_PER_PHONE_12_5HZ = 1.5
+
+
+def default_frames_per_phone(frame_rate: float) -> float:
+    """The length guard's frames per phone token at ``frame_rate`` (1.5 at 12.5 Hz, scaled)."""
+    return GUARD_FRAMES_PER_PHONE_12_5HZ * frame_rate / 12.5
+
+
+@dataclass
+class LatentLMConfig:
+    """The TTS model. ``latent_dim``/``frame_rate`` come from the codec, ``vocab_size``/``pad_id``
+    from the :class:`~latentspeech.text.PhoneVocab`."""
+
+    latent_dim: int = 32
+    vocab_size: int = 128
+    pad_id: int = 0
+    frame_rate: float = 25.0
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    head_width: int | None = None  # None: the Transformer's width
+    head_blocks: int = 3
+    head_mlp_ratio: float = 2.0
+    prediction: Literal["eps", "v"] = "v"
+    diffusion_steps: int = 1000
+    batch_mul: int = 4
+    position_mode: Literal["segment", "global"] = "segment"
+    cfg_drop_prob: float = 0.1
+    stop_weight: float = 1.0
+    stop_pos_weight: float = 5.0
+    stop_threshold: float = 0.5
+    frames_per_phone: float | None = None  # length guard; None: default_frames_per_phone(frame_rate)
+    guard_min_frames: int = 10
+    max_prompt_seconds: float = 6.0
+
+    def validate(self) -> None:
+        if self.latent_dim <= 0 or self.vocab_size <= 0:
+            raise ConfigError(f"latentlm: latent_dim and vocab_size must be positive ({self.latent_dim}, {self.vocab_size})")
+        if not 0.0 <= self.cfg_drop_prob < 1.0:
+            raise ConfigError(f"latentlm: cfg_drop_prob must be in [0, 1), got {self.cfg_drop_prob}")
+        if self.frame_rate <= 0:
+            raise ConfigError(f"latentlm: frame_rate must be positive, got {self.frame_rate}")
+        if not self.transformer.causal:
+            raise ConfigError("latentlm: the Transformer must be causal")
+        self.head_config().validate()
+        self.transformer.validate()
+
+    def head_config(self) -> DiffusionHeadConfig:
+        return DiffusionHeadConfig(
+            latent_dim=self.latent_dim, cond_dim=self.transformer.dim, width=self.head_width or self.transformer.dim,
+            n_blocks=self.head_blocks, mlp_ratio=self.head_mlp_ratio, prediction=self.prediction,
+            num_steps=self.diffusion_steps, batch_mul=self.batch_mul,
+        )
+
+    @property
+    def guard_frames_per_phone(self) -> float:
+        return self.frames_per_phone or default_frames_per_phone(self.frame_rate)
+
+
+@dataclass
+class LMBatch:
+    """Padded training batch (right-padded per segment; lengths give the real sizes)."""
+
+    prompt: torch.Tensor  # [B, P, D] normalised latents
+    prompt_lens: torch.Tensor  # [B]
+    phones: torch.Tensor  # [B, L] phone ids
+    phone_lens: torch.Tensor  # [B]
+    target: torch.Tensor  # [B, F, D] normalised latents
+    target_lens: torch.Tensor  # [B]
+    utt_ids: list[str] = field(default_factory=list)
+
+    def to(self, device) -> "LMBatch":
+        t = {k: getattr(self, k).to(device) for k in
+             ("prompt", "prompt_lens", "phones", "phone_lens", "target", "target_lens")}
+        return LMBatch(**t, utt_ids=self.utt_ids)
+
+    def __len__(self) -> int:
+        return int(self.prompt_lens.shape[0])
+
+
+@dataclass
+class GenerationOutput:
+    latents: list[torch.Tensor]  # per row: [F_b, D] normalised latents
+    stopped: list[bool]  # True: the stop head ended the row; False: the length guard did
+    guard: list[int]  # the length guard of each row (frames)
+    transformer_passes: int  # incremental Transformer calls (prefill included)
+    head_evals: int  # diffusion-head calls (each on the whole batch; CFG doubles the rows)
+
+
+@dataclass
+class _Packed:
+    x: torch.Tensor  # [B, T, dim]
+    positions: torch.Tensor  # [B, T]
+    valid: torch.Tensor  # [B, T]
+    slot: torch.Tensor  # [B, T] index within the row's own sequence (negative on left padding)
+    speech_start: torch.Tensor  # [B] slot of BOS in row coordinates (= P + L)
+
+
+class LatentLM(nn.Module):
+    """See the module docstring for the layout; :meth:`loss` trains, :meth:`generate` samples."""
+
+    def __init__(self, cfg: LatentLMConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        dim = cfg.transformer.dim
+        self.latent_in = nn.Linear(cfg.latent_dim, dim)
+        self.phone_emb = nn.Embedding(cfg.vocab_size, dim)
+        self.segment_emb = nn.Embedding(3, dim)
+        self.bos = nn.Parameter(torch.zeros(dim))
+        self.transformer = Transformer(cfg.transformer)
+        self.head = DiffusionHead(cfg.head_config())
+        self.stop_head = nn.Linear(dim, 1)
+        for emb in (self.phone_emb.weight, self.segment_emb.weight, self.bos):
+            nn.init.normal_(emb, std=0.02)
+        nn.init.normal_(self.latent_in.weight, std=0.02)
+        nn.init.zeros_(self.latent_in.bias)
+        nn.init.zeros_(self.stop_head.weight)
+        nn.init.constant_(self.stop_head.bias, -4.0)  # "keep talking" until taught otherwise
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- sequence construction ------------------------------------------------------------------
+    def speech_embedding(self, z: torch.Tensor) -> torch.Tensor:
+        """Input embedding of speech latents z [..., D] (what each generated frame is fed back as)."""
+        return self.latent_in(z) + self.segment_emb.weight[SPEECH]
+
+    def _pack(self, prompt, prompt_lens, phones, phone_lens, target, target_lens, left_pad: bool) -> _Packed:
+        """Lay out [prompt | phones | BOS | target] per row (see the module docstring)."""
+        B = prompt_lens.shape[0]
+        dev = prompt_lens.device
+        P, L, Fm = prompt.shape[1], phones.shape[1], target.shape[1]
+        row_len = prompt_lens + phone_lens + 1 + target_lens
+        T = int(row_len.max())
+        s = torch.arange(T, device=dev)[None, :].expand(B, T)
+        if left_pad:
+            s = s - (T - row_len)[:, None]
+        pl, ll = prompt_lens[:, None], phone_lens[:, None]
+        start = pl + ll  # BOS slot
+        valid = (s >= 0) & (s < row_len[:, None])
+        is_prompt = valid & (s < pl)
+        is_phone = valid & (s >= pl) & (s < start)
+        is_bos = valid & (s == start)
+        is_target = valid & (s > start)
+
+        dim = self.cfg.transformer.dim
+        x = torch.zeros(B, T, dim, device=dev, dtype=self.bos.dtype)
+        if P > 0:
+            idx = s.clamp(0, P - 1)
+            lat = torch.gather(prompt, 1, idx[..., None].expand(B, T, prompt.shape[-1]))
+            x = torch.where(is_prompt[..., None], self.latent_in(lat), x)
+        if L > 0:
+            ids = torch.gather(phones, 1, (s - pl).clamp(0, L - 1))
+            x = torch.where(is_phone[..., None], self.phone_emb(ids), x)
+        x = torch.where(is_bos[..., None], self.bos.expand(B, T, dim), x)
+        if Fm > 0:
+            idx = (s - start - 1).clamp(0, Fm - 1)
+            lat = torch.gather(target, 1, idx[..., None].expand(B, T, target.shape[-1]))
+            x = torch.where(is_target[..., None], self.latent_in(lat), x)
+        seg = torch.where(is_prompt, PROMPT, torch.where(is_phone, PHONES, SPEECH))
+        x = x + self.segment_emb(seg)  # for target slots: = speech_embedding(z)
+        x = x * valid[..., None]
+        if self.cfg.position_mode == "segment":
+            pos = torch.where(is_prompt, s, torch.where(is_phone, s - pl, s - start))
+        else:
+            pos = s
+        return _Packed(x=x, positions=pos.clamp(min=0), valid=valid, slot=s, speech_start=start[:, 0])
+
+    # -- training -------------------------------------------------------------------------------
+    def loss(self, batch: LMBatch, cfg_drop: bool | None = None,
+             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Teacher-forced losses: ``loss`` (total), ``diff`` (diffusion MSE per frame), ``stop`` (BCE).
+
+        ``cfg_drop`` (default: ``self.training``) drops prompt + phones of rows with p = cfg_drop_prob.
+        """
+        cfg = self.cfg
+        plens, llens = batch.prompt_lens, batch.phone_lens
+        drop = self.training if cfg_drop is None else cfg_drop
+        if drop and cfg.cfg_drop_prob > 0:
+            u = torch.rand(plens.shape, device=plens.device, generator=generator)
+            keep = (u >= cfg.cfg_drop_prob).long()
+            plens, llens = plens * keep, llens * keep
+        pk = self._pack(batch.prompt, plens, batch.phones, llens, batch.target, batch.target_lens, left_pad=False)
+        h = self.transformer(pk.x, pk.positions, pk.valid)
+        rel = pk.slot - pk.speech_start[:, None]  # 0 at BOS, j at z_j
+        flens = batch.target_lens[:, None]
+        # diffusion: h at BOS, z_1 … z_{F-1} predicts z_1 … z_F
+        dmask = pk.valid & (rel >= 0) & (rel < flens)
+        tgt_idx = rel.clamp(0, max(batch.target.shape[1] - 1, 0))
+        targets = torch.gather(batch.target, 1, tgt_idx[..., None].expand(*tgt_idx.shape, batch.target.shape[-1]))
+        diff = diffusion_loss(self.head, targets[dmask], h[dmask], cfg.batch_mul, generator=generator)
+        # stop: at BOS, z_1 … z_F; positive only at z_F
+        smask = pk.valid & (rel >= 0) & (rel <= flens)
+        labels = (rel == flens).float()[smask]
+        logits = self.stop_head(h[smask]).squeeze(-1).float()
+        stop = F.binary_cross_entropy_with_logits(
+            logits, labels, pos_weight=torch.tensor(cfg.stop_pos_weight, device=logits.device))
+        diff_mean = diff.mean()
+        with torch.no_grad():
+            stop_acc = ((logits > 0).float() == labels).float().mean()
+        return {"loss": diff_mean + cfg.stop_weight * stop, "diff": diff_mean, "stop": stop, "stop_acc": stop_acc}
+
+    def forward(self, batch: LMBatch) -> torch.Tensor:
+        return self.loss(batch)["loss"]
+
+    # -- inference ------------------------------------------------------------------------------
+    def length_guard(self, n_phones: int) -> int:
+        return int(math.ceil(self.cfg.guard_frames_per_phone * n_phones)) + self.cfg.guard_min_frames
+
+    @torch.no_grad()
+    def generate(
+        self,
+        phones: Sequence[Sequence[int]] | Sequence[torch.Tensor],
+        prompt: torch.Tensor | Sequence[torch.Tensor] | None,
+        steps: int = 10,
+        cfg_scale: float = 1.0,
+        temperature: float = 1.0,
+        method: str = "dpm++",
+        max_frames: int | None = None,
+        generator: torch.Generator | None = None,
+        use_stop: bool = True,
+    ) -> GenerationOutput:
+        """Sample speech latents for several sentences at once.
+
+        phones: one id sequence per sentence; prompt: normalised latents [P, D] shared by all rows,
+        or one per row (None or P = 0: no prompt). ``cfg_scale`` 1 disables guidance (no extra
+        rows). ``max_frames`` caps every row's guard. ``use_stop=False`` runs every row to its guard.
+        """
+        cfg = self.cfg
+        dev = self.bos.device
+        B = len(phones)
+        if B == 0:
+            return GenerationOutput([], [], [], 0, 0)
+        phone_list = [torch.as_tensor(p, dtype=torch.long, device=dev).reshape(-1) for p in phones]
+        if prompt is None or isinstance(prompt, torch.Tensor):
+            prompts = [prompt] * B
+        else:
+            prompts = list(prompt)
+        prompts = [torch.zeros(0, cfg.latent_dim, device=dev) if p is None else p.to(dev, self.bos.dtype) for p in prompts]
+        llens = torch.tensor([len(p) for p in phone_list], device=dev)
+        plens = torch.tensor([p.shape[0] for p in prompts], device=dev)
+        ph = torch.full((B, max(1, int(llens.max()))), cfg.pad_id, dtype=torch.long, device=dev)
+        for i, p in enumerate(phone_list):
+            ph[i, : len(p)] = p
+        pr = torch.zeros(B, max(1, int(plens.max())), cfg.latent_dim, device=dev)
+        for i, p in enumerate(prompts):
+            pr[i, : p.shape[0]] = p
+        guided_rows = cfg_scale != 1.0
+        if guided_rows:  # unconditional rows: no prompt, no phones (as trained with cfg_drop_prob)
+            ph, pr = torch.cat([ph, ph]), torch.cat([pr, pr])
+            zero = torch.zeros_like(llens)
+            llens_all, plens_all = torch.cat([llens, zero]), torch.cat([plens, zero])
+        else:
+            llens_all, plens_all = llens, plens
+        rows = ph.shape[0]
+        empty = torch.zeros(rows, 0, cfg.latent_dim, device=dev)
+        pk = self._pack(pr, plens_all, ph, llens_all, empty, torch.zeros_like(llens_all), left_pad=True)
+
+        guard = [self.length_guard(int(n)) for n in llens.tolist()]
+        if max_frames is not None:
+            guard = [min(g, max_frames) for g in guard]
+        limit = max(guard)
+        cache = self.transformer.new_cache(rows, pk.x.shape[1] + limit + 1)
+        h = self.transformer(pk.x, pk.positions, pk.valid, cache=cache)[:, -1]
+        passes, evals = 1, 0
+        out = torch.zeros(B, limit, cfg.latent_dim, device=dev)
+        lengths = torch.zeros(B, dtype=torch.long, device=dev)
+        active = torch.ones(B, dtype=torch.bool, device=dev)
+        stopped = torch.zeros(B, dtype=torch.bool, device=dev)
+        guard_t = torch.tensor(guard, device=dev)
+        for j in range(limit):
+            h_c, h_u = (h[:B], h[B:]) if guided_rows else (h, None)
+            if use_stop and j > 0:
+                ends = active & (torch.sigmoid(self.stop_head(h_c).squeeze(-1)) > cfg.stop_threshold)
+                stopped |= ends
+                active &= ~ends
+            active &= lengths < guard_t
+            if not bool(active.any()):
+                break
+            z = sample(guided(self.head, h_c, h_u, cfg_scale), (B, cfg.latent_dim), self.head.schedule,
+                       cfg.prediction, steps=steps, method=method, temperature=temperature,
+                       generator=generator, device=dev)
+            evals += steps
+            out[:, j] = torch.where(active[:, None], z, out[:, j])
+            lengths += active.long()
+            x = self.speech_embedding(z)
+            if guided_rows:
+                x = torch.cat([x, x])
+            h = self.transformer(x[:, None], cache=cache)[:, -1]
+            passes += 1
+        return GenerationOutput(
+            latents=[out[i, : int(lengths[i])] for i in range(B)],
+            stopped=[bool(s) for s in stopped.tolist()],
+            guard=guard,
+            transformer_passes=passes,
+            head_evals=evals,
+        )

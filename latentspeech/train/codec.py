@@ -1,0 +1,344 @@
+"""Training the audio codec with Lightning: random crops → reconstruction (+ adversarial) losses.
+
+    cfg = load_config("egs/demo/tts1/conf/codec.yaml", CodecTrainConfig)
+    train_codec(cfg, ["data/train", "data/real_train"], "exp/codec_demo", max_steps=20000, resume=True)
+
+``EXP_DIR`` receives ``config.yaml`` (the full training config), ``checkpoints/`` (Lightning
+checkpoints: ``last.ckpt`` plus one every ``trainer.checkpoint_every`` steps, for resuming),
+``logs/runN/metrics.csv`` (CSV metrics of the N-th (resumed) run: losses, learning rate, latent
+statistics) and ``model/``:
+the exported codec model directory (safetensors + config, latent mean/std measured on the
+training data), refreshed at every checkpoint and at the end.
+
+Steps count generator updates; the discriminator (adversarial configs) steps alongside.
+On a GPU the default precision is bf16-mixed; ``trainer.devices > 1`` trains data-parallel (DDP).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import torch
+
+from ..codec.config import CodecConfig
+from ..codec.discriminators import DiscriminatorConfig
+from ..codec.losses import LossConfig
+from ..config import save_config, to_dict
+from ..errors import ConfigError
+
+__all__ = [
+    "OptimConfig",
+    "DataConfig",
+    "TrainerConfig",
+    "AdversarialConfig",
+    "CodecTrainConfig",
+    "train_codec",
+    "measure_latent_stats",
+    "export_codec",
+]
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1  # cosine decay to lr · min_lr_ratio at trainer.max_steps
+    grad_clip: float = 1.0
+    disc_lr: float = 2e-4
+
+
+@dataclass
+class DataConfig:
+    batch_size: int = 8
+    crop_seconds: float = 1.0
+    min_seconds: float = 0.2
+    gain_db: list[float] | None = field(default_factory=lambda: [-6.0, 6.0])
+    num_workers: int = 0
+    cache_mb: float = 1024.0
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 20000
+    accelerator: str = "auto"
+    devices: Union[int, str] = "auto"
+    strategy: str = "auto"
+    precision: str = "auto"  # "auto": bf16-mixed on GPU, 32-true on CPU
+    num_threads: int = 1  # torch threads on CPU
+    log_every: int = 25
+    checkpoint_every: int = 500
+    stats_batches: int = 16  # batches of crops to measure the latent mean/std at export
+    seed: int = 0
+
+
+@dataclass
+class AdversarialConfig:
+    enabled: bool = False
+    start_step: int = 0
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+
+@dataclass
+class CodecTrainConfig:
+    model: CodecConfig = field(default_factory=CodecConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+
+    def validate(self) -> None:
+        self.model.validate()
+        if self.data.batch_size < 1 or self.data.crop_seconds <= 0:
+            raise ConfigError("data.batch_size must be >= 1 and data.crop_seconds > 0")
+        if self.data.crop_seconds * self.model.sample_rate < self.model.hop_length:
+            raise ConfigError(f"data.crop_seconds={self.data.crop_seconds} is shorter than one latent frame")
+
+
+def _lightning_module_class():
+    import lightning.pytorch as pl
+
+    from ..codec.discriminators import CodecDiscriminator
+    from ..codec.losses import (
+        MultiResolutionMelLoss,
+        MultiResolutionSTFTLoss,
+        discriminator_loss,
+        feature_matching_loss,
+        generator_adv_loss,
+    )
+    from ..codec.model import AudioCodec
+
+    class CodecLightning(pl.LightningModule):
+        """Wraps :class:`AudioCodec` (+ discriminators) with manual optimisation."""
+
+        def __init__(self, cfg: CodecTrainConfig):
+            super().__init__()
+            self.cfg = cfg
+            self.codec = AudioCodec(cfg.model)
+            self.mel_loss = MultiResolutionMelLoss(cfg.model.sample_rate, cfg.loss.mel_resolutions)
+            self.stft_loss = MultiResolutionSTFTLoss(cfg.loss.stft_resolutions)
+            adv = cfg.adversarial
+            self.disc = CodecDiscriminator(adv.discriminator) if adv.enabled else None
+            self.automatic_optimization = False
+
+        def configure_optimizers(self):
+            o, max_steps = self.cfg.optim, self.cfg.trainer.max_steps
+
+            def schedule(step: int) -> float:
+                if step < o.warmup_steps:
+                    return (step + 1) / max(1, o.warmup_steps)
+                frac = min(1.0, (step - o.warmup_steps) / max(1, max_steps - o.warmup_steps))
+                return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+
+            opt_g = torch.optim.AdamW(self.codec.parameters(), o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+            sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, schedule)
+            if self.disc is None:
+                return [opt_g], [sched_g]
+            opt_d = torch.optim.AdamW(self.disc.parameters(), o.disc_lr, betas=tuple(o.betas),
+                                      weight_decay=o.weight_decay)
+            return [opt_g, opt_d], [sched_g]
+
+        def training_step(self, batch: torch.Tensor, batch_idx: int):
+            cfg = self.cfg
+            opts = self.optimizers()
+            opt_g = opts[0] if isinstance(opts, list) else opts
+            sched = self.lr_schedulers()
+            sched = sched[0] if isinstance(sched, list) else sched
+
+            out = self.codec(batch)
+            mel = self.mel_loss(out.wav, out.target)
+            stft = self.stft_loss(out.wav, out.target)
+            reg = out.bottleneck.loss
+            loss = cfg.loss.mel_weight * mel + cfg.loss.stft_weight * stft + cfg.model.bottleneck.beta * reg
+            logs = {"loss/mel": mel, "loss/stft": stft, "loss/reg": reg}
+
+            if self.disc is not None and self.global_step >= cfg.adversarial.start_step:
+                opt_d = opts[1]
+                real_logits, _ = self.disc(out.target)
+                fake_logits, _ = self.disc(out.wav.detach())
+                d_loss = discriminator_loss(real_logits, fake_logits)
+                opt_d.zero_grad()
+                self.manual_backward(d_loss)
+                torch.nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.optim.grad_clip)
+                # Step the raw optimizer so that Lightning's global_step counts generator steps only.
+                opt_d.optimizer.step()
+                fake_logits, fake_feats = self.disc(out.wav)
+                with torch.no_grad():
+                    _, real_feats = self.disc(out.target)
+                adv = generator_adv_loss(fake_logits)
+                fm = feature_matching_loss(real_feats, fake_feats)
+                loss = loss + cfg.loss.adv_weight * adv + cfg.loss.feat_weight * fm
+                logs.update({"loss/disc": d_loss.detach(), "loss/adv": adv.detach(), "loss/feat": fm.detach()})
+
+            opt_g.zero_grad()
+            self.manual_backward(loss)
+            self.clip_gradients(opt_g, gradient_clip_val=cfg.optim.grad_clip, gradient_clip_algorithm="norm")
+            opt_g.step()
+            sched.step()
+
+            logs["loss/total"] = loss.detach()
+            logs["lr"] = torch.tensor(sched.get_last_lr()[0])
+            logs.update({f"latent/{k}": v for k, v in out.stats.items()})
+            self.log_dict({k: v.detach().float() for k, v in logs.items()}, on_step=True, prog_bar=False,
+                          batch_size=batch.shape[0])
+            self.log("mel", mel.detach(), prog_bar=True, on_step=True, batch_size=batch.shape[0])
+            return loss.detach()
+
+    return CodecLightning
+
+
+def _export_callback_class():
+    import lightning.pytorch as pl
+
+    class ExportCodec(pl.Callback):
+        """Exports ``EXP_DIR/model`` (with fresh latent statistics) every ``every`` steps and at the end."""
+
+        def __init__(self, out_dir: Path, dataset, every: int, batches: int, batch_size: int, meta: dict):
+            self.out_dir, self.dataset, self.every = out_dir, dataset, every
+            self.batches, self.batch_size, self.meta = batches, batch_size, meta
+            self.t0 = time.time()
+            self._last = -1
+
+        def _export(self, trainer, module) -> None:
+            if not trainer.is_global_zero or trainer.global_step == self._last:
+                return
+            self._last = trainer.global_step
+            meta = dict(self.meta, steps=int(trainer.global_step),
+                        train_seconds_this_run=round(time.time() - self.t0, 1))
+            export_codec(module.codec, self.dataset, self.out_dir / "model", self.batches, self.batch_size, meta)
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if self.every > 0 and trainer.global_step % self.every == 0:
+                self._export(trainer, module)
+
+        def on_train_end(self, trainer, module):
+            self._export(trainer, module)
+
+    return ExportCodec
+
+
+@torch.no_grad()
+def measure_latent_stats(codec, dataset, batches: int = 16, batch_size: int = 8,
+                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of the codec's inference latents over random crops of ``dataset``."""
+    was_training = codec.training
+    codec.eval()
+    device = codec.latent_mean.device
+    g = torch.Generator().manual_seed(seed)
+    n = min(len(dataset), batches * batch_size)
+    idx = torch.randperm(len(dataset), generator=g)[:n].tolist()
+    s = torch.zeros(codec.latent_dim, dtype=torch.float64)
+    s2 = torch.zeros_like(s)
+    count = 0
+    for i in range(0, n, batch_size):
+        wav = torch.stack([dataset[j] for j in idx[i:i + batch_size]]).to(device)
+        z = codec.encode(wav).double().cpu()  # [B, D, F]
+        s += z.sum(dim=(0, 2))
+        s2 += z.square().sum(dim=(0, 2))
+        count += z.shape[0] * z.shape[2]
+    codec.train(was_training)
+    mean = s / max(count, 1)
+    std = (s2 / max(count, 1) - mean.square()).clamp(min=0).sqrt()
+    return mean.float(), std.float()
+
+
+def export_codec(codec, dataset, out_dir: str | os.PathLike, batches: int = 16, batch_size: int = 8,
+                 meta: dict | None = None) -> Path:
+    """Measure latent statistics on ``dataset`` and write ``codec`` as a model directory."""
+    from ..codec.model import save_codec
+
+    mean, std = measure_latent_stats(codec, dataset, batches, batch_size)
+    codec.set_latent_stats(mean, std)
+    return save_codec(codec, out_dir, meta=meta)
+
+
+def _next_log_version(logs: Path) -> str:
+    """``run1``, ``run2``...: each (resumed) run logs into its own folder, earlier CSVs are kept."""
+    n = 1
+    while (logs / f"run{n}").exists():
+        n += 1
+    return f"run{n}"
+
+
+def train_codec(
+    cfg: CodecTrainConfig,
+    data_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    max_steps: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) a codec on random crops of ``data_dirs``; returns the exported model dir."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from ..data.dataset import AudioCropDataset
+
+    import warnings
+
+    # Lightning warns that manual-optimisation checkpoints hold the post-step state: that is what we want.
+    warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+    out = Path(out_dir)
+    if max_steps is not None:
+        cfg.trainer.max_steps = max_steps
+    cfg.validate()
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if last.exists() and not resume:
+        raise ConfigError(f"{out} already has checkpoints: pass --resume to continue, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+
+    t, d = cfg.trainer, cfg.data
+    on_gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
+    if not on_gpu:
+        torch.set_num_threads(max(1, t.num_threads))
+    precision = t.precision if t.precision != "auto" else ("bf16-mixed" if on_gpu else "32-true")
+    pl.seed_everything(t.seed, workers=True, verbose=False)
+
+    dataset = AudioCropDataset(data_dirs, cfg.model.sample_rate, d.crop_seconds, d.min_seconds,
+                               tuple(d.gain_db) if d.gain_db else None, d.cache_mb, seed=t.seed)
+    print(f"codec training data: {dataset.describe()}", flush=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=d.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
+    module = _lightning_module_class()(cfg)
+    n_params = sum(p.numel() for p in module.codec.parameters())
+    print(f"codec: {n_params / 1e6:.2f} M parameters, {cfg.model.frame_rate:g} Hz, {cfg.model.latent_dim}-d "
+          f"{cfg.model.bottleneck.kind} latents", flush=True)
+    meta = {"data": [str(p) for p in data_dirs], "hours": round(dataset.hours, 3),
+            "train_config": to_dict(cfg)}
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
+                        every_n_train_steps=t.checkpoint_every, save_last=True, save_top_k=-1),
+        _export_callback_class()(out, dataset, t.checkpoint_every, t.stats_batches, d.batch_size, meta),
+    ]
+    if progress:
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        callbacks.append(TQDMProgressBar(refresh_rate=1 if os.isatty(2) else 50))
+    trainer = pl.Trainer(
+        max_steps=t.max_steps,
+        max_epochs=-1,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=precision,
+        logger=CSVLogger(str(out), name="logs", version=_next_log_version(out / "logs")),
+        callbacks=callbacks,
+        log_every_n_steps=t.log_every,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(out),
+    )
+    trainer.fit(module, loader, ckpt_path=str(last) if (resume and last.exists()) else None)
+    return out / "model"

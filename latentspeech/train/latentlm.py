@@ -1,0 +1,299 @@
+"""Training the LatentLM with Lightning: config, data module, Lightning module, export, entry point.
+
+    cfg = load_config("egs/demo/tts1/conf/latentlm.yaml", LatentLMTrainConfig)
+    train_latentlm(cfg, train=[("data/train", "dump/train")], out_dir="exp/latentlm")
+
+* Data: Kaldi data dirs (``phones``, ``utt2spk``) + latent stores (``latentspeech codec extract``);
+  see :mod:`latentspeech.data.lm_dataset` for prompts and bucketing.
+* The model's ``latent_dim``/``frame_rate`` are taken from the latent store, ``vocab_size``/``pad_id``
+  from the phone vocabulary, and the length guard (``frames_per_phone``, when not set) from the
+  training data: ``guard_margin`` × the largest frames-per-phone ratio seen.
+* Resumable: Lightning checkpoints in ``OUT/checkpoints/`` (``last.ckpt``; our own files);
+  ``resume=True`` continues from ``last.ckpt``. Multi-GPU: ``trainer.devices``/``strategy``
+  (the batch sampler shards batches per rank itself).
+* Export: ``OUT/model/`` is a self-contained LatentLM model dir: ``model.safetensors`` +
+  ``config.yaml`` (kind ``latentlm``, phone vocab in ``meta.phone_vocab``) + ``codec/`` (a copy of the
+  codec model dir the latents came from). It is rewritten at every checkpoint and at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..checkpoint import load_model_dir, resolve_model, save_model_dir
+from ..config import to_dict
+from ..errors import ConfigError
+from ..lm.latentlm import LatentLM, LatentLMConfig
+
+__all__ = ["LatentLMTrainConfig", "DataConfig", "OptimConfig", "TrainerConfig", "LatentLMModule",
+           "LatentLMDataModule", "train_latentlm", "export_latentlm", "load_latentlm", "KIND"]
+
+KIND = "latentlm"
+
+
+@dataclass
+class DataConfig:
+    prompt_seconds: tuple[float, float] = (2.0, 5.0)
+    max_target_seconds: float = 20.0
+    max_tokens: int = 4000  # padded (prompt + phones + target) slots per batch
+    max_batch_size: int = 32
+    single_utt_prompt: str = "self_crop"
+    curriculum_epochs: int = 0  # first epochs train on short utterances only
+    curriculum_max_seconds: float = 5.0
+    num_workers: int = 0
+    guard_margin: float = 1.25
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.01
+    warmup_steps: int = 1000
+    max_steps: int = 100000
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # "bf16-mixed" on GPUs
+    log_every_steps: int = 25
+    val_every_steps: int = 500
+    ckpt_every_steps: int = 500
+    seed: int = 0
+
+
+@dataclass
+class LatentLMTrainConfig:
+    model: LatentLMConfig = field(default_factory=LatentLMConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def validate(self) -> None:
+        if self.data.single_utt_prompt not in ("self_crop", "skip"):
+            raise ConfigError(f"data.single_utt_prompt must be self_crop or skip, got {self.data.single_utt_prompt!r}")
+        if self.data.prompt_seconds[0] > self.data.prompt_seconds[1] or self.data.prompt_seconds[0] <= 0:
+            raise ConfigError(f"data.prompt_seconds must be (min, max) with 0 < min <= max, got {self.data.prompt_seconds}")
+
+
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio``."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def _lightning():
+    import lightning.pytorch as pl
+
+    return pl
+
+
+def _module_base():
+    return _lightning().LightningModule
+
+
+class LatentLMModule(_module_base()):
+    """Lightning wrapper: losses, logging, AdamW with warm-up + cosine."""
+
+    def __init__(self, model_cfg: dict, optim_cfg: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        from ..config import from_dict
+
+        self.model = LatentLM(from_dict(LatentLMConfig, model_cfg))
+        self.optim_cfg = from_dict(OptimConfig, optim_cfg)
+
+    def training_step(self, batch, batch_idx):
+        out = self.model.loss(batch)
+        bs = len(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, prog_bar=False, batch_size=bs)
+        self.log("loss", out["loss"].detach(), prog_bar=True, batch_size=bs, logger=False)
+        return out["loss"]
+
+    def validation_step(self, batch, batch_idx):
+        g = torch.Generator(device=batch.target.device).manual_seed(batch_idx)
+        out = self.model.loss(batch, cfg_drop=False, generator=g)
+        self.log_dict({f"val/{k}": v for k, v in out.items()}, batch_size=len(batch), sync_dist=True)
+
+    def configure_optimizers(self):
+        oc = self.optim_cfg
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": oc.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr, betas=tuple(oc.betas))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_lambda(s, oc.warmup_steps, oc.max_steps, oc.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class LatentLMDataModule(_lightning().LightningDataModule):
+    """Train/valid loaders with length-bucketed, per-rank batches."""
+
+    def __init__(self, train, valid, cfg: LatentLMTrainConfig, pad_id: int):
+        super().__init__()
+        self.train_set, self.valid_set, self.cfg, self.pad_id = train, valid, cfg, pad_id
+
+    def _loader(self, ds, shuffle: bool):
+        from torch.utils.data import DataLoader
+
+        from ..data.collate import collate_lm
+        from ..data.lm_dataset import BucketBatchSampler
+
+        dc, fr = self.cfg.data, ds.frame_rate
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        extra = [n + ds.prompt_frames[1] + 1 for n in ds.n_phones]
+        sampler = BucketBatchSampler(
+            ds.lengths, dc.max_tokens, dc.max_batch_size, shuffle=shuffle, seed=self.cfg.trainer.seed,
+            rank=rank, world_size=world, extra_tokens=extra,
+            curriculum_epochs=dc.curriculum_epochs if shuffle else 0,
+            curriculum_max_len=round(dc.curriculum_max_seconds * fr))
+        return DataLoader(ds, batch_sampler=sampler, num_workers=dc.num_workers,
+                          collate_fn=functools.partial(collate_lm, pad_id=self.pad_id),
+                          persistent_workers=dc.num_workers > 0)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
+
+
+class _EpochSetter(_lightning().Callback):
+    """Gives the dataset the epoch, so prompt choices differ per epoch but stay reproducible."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        ds = trainer.datamodule.train_set
+        ds.set_epoch(trainer.current_epoch)
+
+
+class _Exporter(_lightning().Callback):
+    """Writes the model dir every ``every`` steps (rank 0) and at the end of training."""
+
+    def __init__(self, out: Path, every: int, codec_dir: Path | None, meta: dict):
+        self.out, self.every, self.codec_dir, self.meta = out, every, codec_dir, meta
+
+    def _export(self, trainer, pl_module):
+        if trainer.global_rank == 0:
+            export_latentlm(pl_module.model, self.out, self.codec_dir, {**self.meta, "train_steps": trainer.global_step})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.every and trainer.global_step % self.every == 0 and trainer.global_step > 0:
+            self._export(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self._export(trainer, pl_module)
+
+
+def export_latentlm(model: LatentLM, out: str | Path, codec_dir: str | Path | None, meta: dict,
+                    dtype: torch.dtype = torch.float32) -> Path:
+    """Write a self-contained LatentLM model dir (weights, config, meta, ``codec/`` copy)."""
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    out = save_model_dir(out, state, KIND, to_dict(model.cfg), meta)
+    if codec_dir is not None:
+        shutil.copytree(codec_dir, out / "codec", dirs_exist_ok=True)
+    return out
+
+
+def load_latentlm(name_or_dir=None, device=None):
+    """(LatentLM in eval mode, ModelDir) from a model dir or bundled name (default ``latentlm-demo``)."""
+    from ..checkpoint import load_state_dict_strict
+    from ..config import from_dict
+    from ..errors import CheckpointError
+
+    md = load_model_dir(name_or_dir, kind=KIND)
+    try:
+        cfg = from_dict(LatentLMConfig, md.config)
+    except ConfigError as e:
+        raise CheckpointError(f"{md.path}: bad latentlm config: {e}") from None
+    model = LatentLM(cfg)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in md.state_dict.items()}
+    load_state_dict_strict(model, state, where=str(md.path))
+    return model.eval().to(device or "cpu"), md
+
+
+def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], out_dir: str | Path,
+                   valid: Sequence[tuple[str, str]] = (), codec: str | None = None, max_steps: int | None = None,
+                   resume: bool = False, vocab=None, sources=None, valid_sources=None, progress: bool = True) -> Path:
+    """Train from (data dir, latent dir) pairs (or ready :class:`LMSource` lists); returns ``OUT/model``.
+
+    ``codec``: the codec model dir to bundle (default: the one named in the latent store's meta).
+    """
+    import dataclasses
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from ..data.lm_dataset import LMDataset, LMSource
+
+    if vocab is None:
+        from ..text import PhoneVocab
+
+        vocab = PhoneVocab()
+    out_dir = Path(out_dir)
+    sources = sources if sources is not None else [LMSource.from_dirs(d, z, vocab) for d, z in train]
+    valid_sources = valid_sources if valid_sources is not None else [LMSource.from_dirs(d, z, vocab) for d, z in valid]
+    store = sources[0].latents
+    meta_src = getattr(store, "meta", {}) or {}
+    frame_rate = float(meta_src.get("frame_rate") or cfg.model.frame_rate)
+    first = next(iter(sources[0].utt2spk))
+    latent_dim = int(meta_src.get("latent_dim") or sources[0].load(first).shape[-1])
+    dc = cfg.data
+    max_frames = round(dc.max_target_seconds * frame_rate)
+    train_ds = LMDataset(sources, frame_rate, dc.prompt_seconds, max_frames=max_frames,
+                         single_utt_prompt=dc.single_utt_prompt, seed=cfg.trainer.seed)
+    valid_ds = (LMDataset(valid_sources, frame_rate, dc.prompt_seconds, max_frames=max_frames,
+                          single_utt_prompt="self_crop", seed=cfg.trainer.seed + 1) if valid_sources else None)
+    fpp = train_ds.frames_per_phone()
+    mcfg = dataclasses.replace(cfg.model, latent_dim=latent_dim, frame_rate=frame_rate, vocab_size=vocab.size,
+                               pad_id=vocab.pad_id)
+    if mcfg.frames_per_phone is None:
+        mcfg.frames_per_phone = round(dc.guard_margin * fpp["max"], 3)
+    mcfg.validate()
+    total = max_steps or cfg.optim.max_steps
+    ocfg = dataclasses.replace(cfg.optim, max_steps=total)
+    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    module = LatentLMModule(to_dict(mcfg), to_dict(ocfg))
+    codec_dir = None
+    codec_name = codec or meta_src.get("codec")
+    if codec_name:
+        codec_dir = resolve_model(codec_name, default="codec-demo")
+    meta = {"phone_vocab": vocab.to_dict(), "codec": "codec" if codec_dir else None,
+            "frames_per_phone": {k: round(v, 4) for k, v in fpp.items()},
+            "train_utterances": len(train_ds), "train_speakers": train_ds.speakers(),
+            "train_sets": [s.name for s in sources], "parameters": module.model.num_parameters()}
+    tc = cfg.trainer
+    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, every_n_train_steps=tc.ckpt_every_steps,
+                           save_top_k=1, monitor=None)
+    trainer = pl.Trainer(
+        default_root_dir=str(out_dir), max_steps=total, accelerator=tc.accelerator, devices=tc.devices,
+        strategy=tc.strategy, precision=tc.precision, gradient_clip_val=ocfg.grad_clip,
+        log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
+        check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
+        logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
+        callbacks=[ckpt, _EpochSetter(), _Exporter(out_dir / "model", tc.ckpt_every_steps, codec_dir, meta)],
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+    )
+    last = out_dir / "checkpoints" / "last.ckpt"
+    dm = LatentLMDataModule(train_ds, valid_ds, cfg, vocab.pad_id)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)
+    return out_dir / "model"

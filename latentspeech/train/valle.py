@@ -1,0 +1,290 @@
+"""Training the VALL-E baseline with Lightning: config, data module, Lightning module, export, entry point.
+
+    cfg = load_config("egs/demo/tts1/conf/valle.yaml", VALLETrainConfig)
+    train_valle(cfg, train=[("data/train", "dump/codes/train")], out_dir="exp/valle", codec="exp/codec_rvq/model")
+
+The same shape as :mod:`latentspeech.train.latentlm` (its ``data``/``optim``/``trainer`` sections,
+learning-rate schedule and data pipeline are shared), so that the two systems train on the same
+examples with comparable settings:
+
+* Data: Kaldi data dirs (``phones``, ``utt2spk``) + RVQ code stores written by
+  ``latentspeech codec extract --codes`` (int16 arrays ``(F, Q)``, see :mod:`latentspeech.data.latents`).
+  Examples and batches come from :mod:`latentspeech.data.lm_dataset` (prompt = a crop of another
+  utterance of the same speaker; length-bucketed batches under a token budget).
+* The model's ``phone_vocab_size``/``phone_pad_id`` come from the phone vocabulary, ``frame_rate``
+  from the code store, ``codebook_size`` from the codec (when given), and the length guard
+  (``frames_per_phone``, when not set) from the training data: ``guard_margin`` × the largest
+  frames-per-phone ratio seen. AR and NAR train together: ``loss = AR CE + NAR CE``.
+* Resumable: Lightning checkpoints in ``OUT/checkpoints/`` (``last.ckpt``); ``resume=True`` continues.
+* Export: ``OUT/model/`` is a self-contained model dir (kind ``valle``): weights, config, the phone
+  vocabulary in ``meta.phone_vocab`` and ``codec/`` (a copy of the RVQ codec dir). It is rewritten at every
+  checkpoint and at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..baseline.valle import VALLE, VALLEBatch, VALLEConfig, save_valle
+from ..config import load_yaml, to_dict
+from ..errors import ConfigError, DataDirError
+from .latentlm import DataConfig, OptimConfig, TrainerConfig, lr_lambda
+
+__all__ = ["VALLETrainConfig", "VALLEModule", "VALLEDataModule", "collate_valle", "code_source", "train_valle",
+           "export_valle"]
+
+
+@dataclass
+class VALLETrainConfig:
+    """``model``: :class:`VALLEConfig`; the other sections are LatentLM's (same meaning, same defaults)."""
+
+    model: VALLEConfig = field(default_factory=VALLEConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def validate(self) -> None:
+        if self.data.single_utt_prompt not in ("self_crop", "skip"):
+            raise ConfigError(f"data.single_utt_prompt must be self_crop or skip, got {self.data.single_utt_prompt!r}")
+        if self.data.prompt_seconds[0] > self.data.prompt_seconds[1] or self.data.prompt_seconds[0] <= 0:
+            raise ConfigError(
+                f"data.prompt_seconds must be (min, max) with 0 < min <= max, got {self.data.prompt_seconds}")
+
+
+def collate_valle(examples: Sequence[dict], pad_id: int = 0, num_quantizers: int | None = None) -> VALLEBatch:
+    """Examples of :class:`~latentspeech.data.lm_dataset.LMDataset` over codes (``prompt [P, Q]``,
+    ``target [F, Q]``, ``phones``) → a right-padded :class:`VALLEBatch` (codes as ``[B, Q, T]``)."""
+    from ..data.collate import pad_ids
+
+    def codes(key):
+        arrs = [np.asarray(e[key]) for e in examples]
+        q = num_quantizers or arrs[0].shape[-1]
+        lens = torch.tensor([a.shape[0] for a in arrs], dtype=torch.long)
+        out = torch.zeros(len(arrs), q, max(1, int(lens.max())), dtype=torch.long)
+        for i, a in enumerate(arrs):
+            out[i, :, : a.shape[0]] = torch.as_tensor(a[:, :q].T.astype(np.int64))
+        return out, lens
+
+    prompt, plens = codes("prompt")
+    target, tlens = codes("target")
+    phones, llens = pad_ids([e["phones"] for e in examples], pad_id)
+    return VALLEBatch(phones=phones, phone_lens=llens, prompt=prompt, prompt_lens=plens, codes=target, code_lens=tlens)
+
+
+def code_source(data_dir: str | Path, codes_dir: str | Path, vocab):
+    """A :class:`~latentspeech.data.lm_dataset.LMSource` over a code store (no normalisation)."""
+    from ..data.latents import LatentStore
+    from ..data.lm_dataset import LMSource, read_phones, read_utt2spk
+
+    data_dir = Path(data_dir)
+    store = LatentStore(codes_dir)
+    if store.meta.get("kind", "codes") != "codes":
+        raise DataDirError(f"{codes_dir} holds {store.meta.get('kind')}, not RVQ codes "
+                           "(extract them with `latentspeech codec extract --codes`)")
+    return LMSource(latents=store, phones=read_phones(data_dir / "phones", vocab),
+                    utt2spk=read_utt2spk(data_dir / "utt2spk"), mean=None, std=None, name=str(data_dir))
+
+
+def _lightning():
+    import lightning.pytorch as pl
+
+    return pl
+
+
+class VALLEModule(_lightning().LightningModule):
+    """Lightning wrapper: AR + NAR losses, logging, AdamW with warm-up + cosine (as LatentLM's)."""
+
+    def __init__(self, model_cfg: dict, optim_cfg: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        from ..config import from_dict
+
+        self.model = VALLE(from_dict(VALLEConfig, model_cfg))
+        self.optim_cfg = from_dict(OptimConfig, optim_cfg)
+
+    def training_step(self, batch: VALLEBatch, batch_idx):
+        out = self.model.loss(batch)
+        bs = batch.size
+        self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, batch_size=bs)
+        self.log("loss", out["loss"].detach(), prog_bar=True, batch_size=bs, logger=False)
+        return out["loss"]
+
+    def validation_step(self, batch: VALLEBatch, batch_idx):
+        g = torch.Generator().manual_seed(batch_idx)  # the same NAR levels at every validation
+        out = self.model.loss(batch, generator=g)
+        self.log_dict({f"val/{k}": v for k, v in out.items()}, batch_size=batch.size, sync_dist=True)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device)
+
+    def configure_optimizers(self):
+        oc = self.optim_cfg
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": oc.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr, betas=tuple(oc.betas))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_lambda(s, oc.warmup_steps, oc.max_steps, oc.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class VALLEDataModule(_lightning().LightningDataModule):
+    """Train/valid loaders with length-bucketed, per-rank batches (LatentLM's sampler)."""
+
+    def __init__(self, train, valid, cfg: VALLETrainConfig, pad_id: int, num_quantizers: int):
+        super().__init__()
+        self.train_set, self.valid_set, self.cfg = train, valid, cfg
+        self.pad_id, self.num_quantizers = pad_id, num_quantizers
+
+    def _collate(self, examples):
+        return collate_valle(examples, self.pad_id, self.num_quantizers)
+
+    def _loader(self, ds, shuffle: bool):
+        from torch.utils.data import DataLoader
+
+        from ..data.lm_dataset import BucketBatchSampler
+
+        dc = self.cfg.data
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        extra = [n + ds.prompt_frames[1] + 2 for n in ds.n_phones]  # phones + prompt + BOS/EOS
+        sampler = BucketBatchSampler(
+            ds.lengths, dc.max_tokens, dc.max_batch_size, shuffle=shuffle, seed=self.cfg.trainer.seed,
+            rank=rank, world_size=world, extra_tokens=extra,
+            curriculum_epochs=dc.curriculum_epochs if shuffle else 0,
+            curriculum_max_len=round(dc.curriculum_max_seconds * ds.frame_rate))
+        return DataLoader(ds, batch_sampler=sampler, num_workers=dc.num_workers, collate_fn=self._collate,
+                          persistent_workers=dc.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
+
+
+class _EpochSetter(_lightning().Callback):
+    """Gives the dataset the epoch, so prompt choices differ per epoch but stay reproducible."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        trainer.datamodule.train_set.set_epoch(trainer.current_epoch)
+
+
+class _Exporter(_lightning().Callback):
+    """Writes the model dir every ``every`` steps (rank 0) and at the end of training."""
+
+    def __init__(self, out: Path, every: int, codec_dir: Path | None, vocab, meta: dict):
+        self.out, self.every, self.codec_dir, self.vocab, self.meta = out, every, codec_dir, vocab, meta
+
+    def _export(self, trainer, pl_module):
+        if trainer.global_rank == 0:
+            export_valle(pl_module.model, self.out, self.codec_dir, self.vocab,
+                         {**self.meta, "train_steps": trainer.global_step})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.every and trainer.global_step % self.every == 0 and trainer.global_step > 0:
+            self._export(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self._export(trainer, pl_module)
+
+
+def export_valle(model: VALLE, out: str | Path, codec_dir: str | Path | None, vocab, meta: dict,
+                 dtype: torch.dtype = torch.float32) -> Path:
+    """Write a self-contained VALL-E model dir (weights, config, meta + vocab, ``codec/`` copy)."""
+    out = save_valle(model, out, vocab=vocab, meta=meta, dtype=dtype)
+    if codec_dir is not None:
+        shutil.copytree(codec_dir, out / "codec", dirs_exist_ok=True)
+    return out
+
+
+def _codec_facts(codec_dir: Path) -> dict:
+    """num_quantizers, codebook_size, frame_rate of an RVQ codec dir (from its config only)."""
+    info = load_yaml(codec_dir / "config.yaml")
+    cfg = info.get("config") or {}
+    bn = cfg.get("bottleneck") or {}
+    if info.get("kind") != "codec" or bn.get("kind") != "rvq":
+        raise ConfigError(f"{codec_dir} is not an RVQ codec (kind {info.get('kind')}, bottleneck {bn.get('kind')})")
+    meta = info.get("meta") or {}
+    return {"num_quantizers": int(bn.get("num_quantizers", 8)), "codebook_size": int(bn.get("codebook_size", 1024)),
+            "frame_rate": meta.get("frame_rate")}
+
+
+def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir: str | Path,
+                valid: Sequence[tuple[str, str]] = (), codec: str | None = None, max_steps: int | None = None,
+                resume: bool = False, vocab=None, sources=None, valid_sources=None, progress: bool = True) -> Path:
+    """Train from (data dir, code store dir) pairs (or ready ``LMSource`` lists); returns ``OUT/model``.
+
+    ``codec``: the RVQ codec model dir to bundle (default: the one named in the code store's meta).
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from ..checkpoint import resolve_model
+    from ..data.lm_dataset import LMDataset
+
+    if vocab is None:
+        from ..text import PhoneVocab
+
+        vocab = PhoneVocab()
+    out_dir = Path(out_dir)
+    sources = sources if sources is not None else [code_source(d, z, vocab) for d, z in train]
+    valid_sources = valid_sources if valid_sources is not None else [code_source(d, z, vocab) for d, z in valid]
+    if not sources:
+        raise DataDirError("no training data given (a data dir and its code store)")
+    store = sources[0].latents
+    meta_src = getattr(store, "meta", {}) or {}
+    codec_name = codec or meta_src.get("codec")
+    codec_dir = resolve_model(codec_name, default="codec-rvq-demo") if codec_name else None
+    facts = _codec_facts(codec_dir) if codec_dir is not None else {}
+    frame_rate = float(meta_src.get("frame_rate") or facts.get("frame_rate") or cfg.model.frame_rate)
+    first = next(u for u in sources[0].utt2spk if u in store)
+    store_q = int(np.shape(store[first])[-1])
+    mcfg = dataclasses.replace(cfg.model, phone_vocab_size=vocab.size, phone_pad_id=vocab.pad_id, frame_rate=frame_rate)
+    if "codebook_size" in facts:
+        mcfg.codebook_size = facts["codebook_size"]
+    if mcfg.num_quantizers > store_q:
+        raise ConfigError(f"model.num_quantizers {mcfg.num_quantizers} > the {store_q} code levels in {store.path}")
+    dc = cfg.data
+    max_frames = round(dc.max_target_seconds * frame_rate)
+    train_ds = LMDataset(sources, frame_rate, dc.prompt_seconds, max_frames=max_frames,
+                         single_utt_prompt=dc.single_utt_prompt, seed=cfg.trainer.seed)
+    valid_ds = (LMDataset(valid_sources, frame_rate, dc.prompt_seconds, max_frames=max_frames,
+                          single_utt_prompt="self_crop", seed=cfg.trainer.seed + 1) if valid_sources else None)
+    fpp = train_ds.frames_per_phone()
+    if mcfg.frames_per_phone is None:
+        mcfg.frames_per_phone = round(dc.guard_margin * fpp["max"], 3)
+    mcfg.validate()
+    total = max_steps or cfg.optim.max_steps
+    ocfg = dataclasses.replace(cfg.optim, max_steps=total)
+    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    module = VALLEModule(to_dict(mcfg), to_dict(ocfg))
+    meta = {"codec": "codec" if codec_dir else None,
+            "frames_per_phone": {k: round(v, 4) for k, v in fpp.items()},
+            "train_utterances": len(train_ds), "train_speakers": train_ds.speakers(),
+            "train_sets": [s.name for s in sources]}
+    tc = cfg.trainer
+    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, every_n_train_steps=tc.ckpt_every_steps,
+                           save_top_k=1, monitor=None)
+    trainer = pl.Trainer(
+        default_root_dir=str(out_dir), max_steps=total, accelerator=tc.accelerator, devices=tc.devices,
+        strategy=tc.strategy, precision=tc.precision, gradient_clip_val=ocfg.grad_clip,
+        log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
+        check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
+        logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
+        callbacks=[ckpt, _EpochSetter(), _Exporter(out_dir / "model", tc.ckpt_every_steps, codec_dir, vocab, meta)],
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+    )
+    last = out_dir / "checkpoints" / "last.ckpt"
+    dm = VALLEDataModule(train_ds, valid_ds, cfg, vocab.pad_id, mcfg.num_quantizers)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)
+    return out_dir / "model"

@@ -1,0 +1,433 @@
+#!/usr/bin/env bash
+# recipes/tts.sh: the corpus-independent stages of a latentspeech TTS recipe.
+#
+# Run it from a recipe folder (egs/<corpus>/tts1) that holds local/data.sh, conf/, path.sh and
+# cmd.sh; egs/*/tts1/run.sh calls it with the corpus' options. Every stage is guarded by
+# --stage/--stop-stage, skips work that is already done (a completion marker `.done` under exp/
+# records a fingerprint of the stage's inputs; changed inputs redo the stage) and logs into
+# exp/<unit>/log/. Outputs: data/ (stage 0), dump/ (stages 1-6), exp/ (models, decodes, reports).
+#
+#   stage 0  data preparation: local/data.sh $local_data_opts           -> $datadir/<set>
+#   stage 1  validate + fix each set, duration filter (train/valid sets) -> $dumpdir/raw/<set>
+#   stage 2  phonemize: latentspeech phonemize --data-dir                 -> $dumpdir/raw/<set>/phones
+#   stage 3  train the σ-VAE codec (or --pretrained-codec NAME|DIR)       -> $expdir/codec/model
+#   stage 4  extract latents of every set                                 -> $dumpdir/latents/<set>
+#   stage 5  train LatentLM                                               -> $expdir/latentlm/model
+#   stage 6  VALL-E baseline: RVQ codec, codes, AR+NAR model              -> $expdir/{codec_rvq,valle}/model
+#   stage 7  decode the evaluation protocols with both systems            -> $expdir/decode/<unit>/<system>/wav
+#            (ref-utt prompts on each test set; --cross-sets P:T: voices of P reading sentences of T)
+#   stage 8  evaluate (WER, SIM) incl. ground truth, side-by-side table   -> $expdir/decode/<unit>/summary.tsv, report/
+#   stage 9  package model dirs (safetensors + config + model card)       -> $expdir/packed/<name>
+set -euo pipefail
+
+recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+utils=$recipes/utils
+
+# Recipe environment (PATH to latentspeech, LC_ALL=C) and job runners, as in ESPnet templates.
+[ -f ./path.sh ] && . ./path.sh
+[ -f ./cmd.sh ] && . ./cmd.sh
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [tts.sh] $*"; }
+die() { echo "tts.sh: error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Options: every variable below is --option-name VALUE (see recipes/utils/parse_options.sh).
+stage=0                 # first stage to run
+stop_stage=9            # last stage to run
+nj=4                    # parallel jobs for decoding
+ngpu=1                  # GPUs per training job (0: CPU), passed to the job runner as --gpu
+smoke=false             # tiny configs (from $conf_dir/smoke) for a quick run through every stage
+datadir=data            # Kaldi data dirs (written by local/data.sh)
+dumpdir=dump            # checked data dirs, phones, latents, codes
+expdir=exp              # models, logs, completion markers, decodes, reports
+conf_dir=conf           # where the default configs are
+local_data_opts=""      # options for local/data.sh
+train_set=train         # LM training set
+valid_set=dev           # validation set (held-out speakers)
+test_sets="test"        # sets decoded and evaluated in stages 7-8
+codec_train_sets=""     # sets the codec trains on (default: $train_set)
+text_file=text          # transcript table of the data dirs
+min_dur=2.0             # stage 1: shortest utterance kept in train/valid sets (seconds)
+max_dur=20.0            # stage 1: longest utterance kept in train/valid sets (seconds)
+codec_config=""         # default: $conf_dir/codec.yaml
+codec_rvq_config=""     # default: $conf_dir/codec_rvq.yaml
+latentlm_config=""      # default: $conf_dir/latentlm.yaml
+valle_config=""         # default: $conf_dir/valle.yaml
+pretrained_codec=""     # a codec name or model dir: skip stage 3 training and use it
+pretrained_codec_rvq="" # the same for the baseline's RVQ codec
+codec_train_args=""     # extra arguments of `latentspeech codec train`
+latentlm_train_args=""  # extra arguments of `latentspeech train latentlm`
+valle_train_args=""     # extra arguments of `latentspeech train valle`
+run_baseline=true       # stage 6 and the baseline's decoding/evaluation
+cross_sets=""           # extra evaluations "PROMPTSET:TEXTSET ...": voices of one set read sentences of another
+cross_num_utts=100      # rows per cross evaluation
+eval_mode=ref-utt       # evaluation prompts: ref-utt (another utterance of the speaker) or prefix (its first 3 s)
+eval_min_dur=4.0        # evaluation protocol: target utterances of 4-10 s (VALL-E 2 protocol)
+eval_max_dur=10.0
+eval_num_utts=0         # 0: every eligible utterance; N: a seeded random subset of N
+seed=0                  # protocol sampling and synthesis seed
+decode_args=""          # sampler options of stage 7 (e.g. "--steps 10 --cfg 3")
+decode_engine=api       # api: load each model once per job; cli: `latentspeech synthesize` per utterance
+eval_args=""            # extra arguments of `latentspeech eval`
+train_cmd=${train_cmd:-$utils/run.sh}    # CPU jobs (data preparation)
+cuda_cmd=${cuda_cmd:-$utils/run.sh}      # training and extraction jobs
+decode_cmd=${decode_cmd:-$utils/run.sh}  # synthesis and evaluation jobs
+
+help_message="Usage: $0 [options]   (run from egs/<corpus>/tts1; every stage variable is an option)
+  --stage N --stop-stage M     run stages N..M (0 data, 1 check/filter, 2 phonemize, 3 codec,
+                               4 latents, 5 LatentLM, 6 VALL-E, 7 decode, 8 evaluate, 9 package)
+  --smoke true                 tiny configs from \$conf_dir/smoke/ (and local/data.sh --smoke true if
+                               the recipe passes it)
+  --nj N  --ngpu N             parallel decoding jobs; GPUs per training job
+  --datadir/--dumpdir/--expdir where stage outputs go (default data, dump, exp)
+  --train-set/--valid-set/--test-sets/--codec-train-sets   set names under \$datadir
+  --cross-sets 'P:T ...'       also evaluate the voices of set P reading sentences of set T
+  --min-dur/--max-dur S        stage 1 duration filter for train/valid sets
+  --pretrained-codec NAME|DIR  skip codec training; --run-baseline false skips VALL-E
+  see the comments at the top of recipes/tts.sh for every option and output"
+
+cmdline="$0 $*"
+# shellcheck source=utils/parse_options.sh
+. "$utils/parse_options.sh"
+[ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
+
+if [ "$smoke" = true ] && [ -d "$conf_dir/smoke" ]; then conf_dir=$conf_dir/smoke; fi
+codec_config=${codec_config:-$conf_dir/codec.yaml}
+codec_rvq_config=${codec_rvq_config:-$conf_dir/codec_rvq.yaml}
+latentlm_config=${latentlm_config:-$conf_dir/latentlm.yaml}
+valle_config=${valle_config:-$conf_dir/valle.yaml}
+codec_train_sets=${codec_train_sets:-$train_set}
+[[ "$nj" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive number, got '$nj'"
+
+# every set once, in order: codec sets, train, valid, test
+cross_parts=$(printf '%s\n' $cross_sets | tr ':' '\n')
+all_sets=$(printf '%s\n' $codec_train_sets "$train_set" "$valid_set" $test_sets $cross_parts | awk 'NF && !seen[$0]++')
+lm_sets=$(printf '%s\n' "$train_set" "$valid_set" | awk 'NF && !seen[$0]++')
+is_test_set() { case " $test_sets " in *" $1 "*) return 0 ;; esac; return 1; }
+for _c in $cross_sets; do
+  [[ "$_c" =~ ^[^:]+:[^:]+$ ]] || die "--cross-sets takes PROMPTSET:TEXTSET pairs, got '$_c'"
+done
+# evaluation units: a test set (ref-utt protocol, ground truth known) or a cross pair
+eval_units=$(for t in $test_sets; do echo "$t"; done; for c in $cross_sets; do echo "${c%%:*}_voices_${c##*:}_text"; done)
+cross_of() { local c; for c in $cross_sets; do [ "${c%%:*}_voices_${c##*:}_text" = "$1" ] && echo "$c"; done; return 0; }
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: stages, completion markers, commands that may not exist yet.
+
+stage_on() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+# fingerprint ARG...: md5 of the arguments, reading the contents of those that are files
+fingerprint() {
+  local a
+  for a in "$@"; do
+    if [ -f "$a" ]; then echo "file $a"; cat "$a"; else echo "arg $a"; fi
+  done | md5sum | cut -d' ' -f1
+}
+
+# is_done MARKER KEY: the unit finished before with the same inputs
+is_done() {
+  if [ -f "$1" ]; then
+    [ "$(cat "$1")" = "$2" ] && return 0
+    log "  inputs changed since $1 was written: redoing"
+  fi
+  return 1
+}
+mark_done() { mkdir -p "$(dirname "$1")"; printf '%s\n' "$2" > "$1"; }
+
+# need_cli STAGE SUBCOMMAND...: fail clearly when a latentspeech command has not landed yet
+need_cli() {
+  local st=$1; shift
+  command -v latentspeech >/dev/null 2>&1 || die "stage $st: the latentspeech command is not on PATH (source path.sh)"
+  if ! latentspeech "$@" --help >/dev/null 2>&1; then
+    echo "stage $st: needs \`latentspeech $*\` (not available yet)" >&2
+    exit 1
+  fi
+}
+
+# need_model STAGE DIR: a model dir that an earlier stage should have produced
+need_model() {
+  [ -f "$2/model.safetensors" ] && [ -f "$2/config.yaml" ] \
+    || die "stage $1: no model in $2 (model.safetensors + config.yaml); run the stage that trains it"
+}
+
+# model_dir GIVEN DEFAULT: a pretrained name/dir if given, else the recipe's own model dir
+model_dir() { if [ -n "$1" ]; then echo "$1"; else echo "$2"; fi; }
+
+codec_model=$(model_dir "$pretrained_codec" "$expdir/codec/model")
+codec_rvq_model=$(model_dir "$pretrained_codec_rvq" "$expdir/codec_rvq/model")
+latentlm_model=$expdir/latentlm/model
+valle_model=$expdir/valle/model
+systems="latentlm"
+[ "$run_baseline" = true ] && systems="latentlm valle"
+
+log "$cmdline"
+log "stages $stage..$stop_stage; sets: $(echo $all_sets); configs: $conf_dir"
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 0; then
+  log "stage 0: data preparation (local/data.sh $local_data_opts)"
+  [ -x local/data.sh ] || die "stage 0: local/data.sh not found (or not executable) in $PWD"
+  marker=$expdir/local_data/.done
+  key=$(fingerprint local/data.sh "$local_data_opts" "$datadir")
+  if is_done "$marker" "$key"; then
+    log "  done before ($marker)"
+  else
+    # shellcheck disable=SC2086
+    $train_cmd "$expdir/local_data/log/data.log" local/data.sh $local_data_opts \
+      || die "stage 0: local/data.sh failed, see $expdir/local_data/log/data.log"
+    mark_done "$marker" "$key"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 1; then
+  log "stage 1: validate, fix and filter the data dirs -> $dumpdir/raw"
+  for set in $all_sets; do
+    src=$datadir/$set; out=$dumpdir/raw/$set
+    [ -f "$src/wav.scp" ] || die "stage 1: no data dir $src (run stage 0)"
+    if is_test_set "$set"; then lo=0; hi=inf; else lo=$min_dur; hi=$max_dur; fi
+    marker=$expdir/data_prep/$set.done
+    key=$(fingerprint "$src/wav.scp" "$src/utt2spk" "$src/$text_file" "$src/segments" "$src/utt2dur" "$lo" "$hi")
+    if is_done "$marker" "$key" && [ -f "$out/utt2spk" ]; then log "  $set: done before"; continue; fi
+    logdir=$expdir/data_prep/log
+    $train_cmd "$logdir/fix_$set.log" latentspeech data fix "$src" --text-file "$text_file" \
+      || die "stage 1: cannot fix $src, see $logdir/fix_$set.log"
+    rm -rf "$out"
+    $train_cmd "$logdir/filter_$set.log" latentspeech data duration-filter "$src" "$out" --min "$lo" --max "$hi" \
+      || die "stage 1: duration filter of $src failed, see $logdir/filter_$set.log"
+    $train_cmd "$logdir/validate_$set.log" latentspeech data validate "$out" --require-text \
+      || die "stage 1: $out is not valid, see $logdir/validate_$set.log"
+    log "  $set: $(grep -h 'kept' "$logdir/filter_$set.log" | head -n 1); $(grep -h '^ok:' "$logdir/validate_$set.log")"
+    # the fingerprint of the fixed source (fix may have rewritten it)
+    key=$(fingerprint "$src/wav.scp" "$src/utt2spk" "$src/$text_file" "$src/segments" "$src/utt2dur" "$lo" "$hi")
+    mark_done "$marker" "$key"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 2; then
+  log "stage 2: phonemize -> $dumpdir/raw/<set>/phones"
+  need_cli 2 phonemize
+  latentspeech phonemize --help 2>&1 | grep -q -- '--data-dir' \
+    || { echo "stage 2: needs \`latentspeech phonemize --data-dir\` (not available yet)" >&2; exit 1; }
+  for set in $all_sets; do
+    dir=$dumpdir/raw/$set
+    [ -f "$dir/utt2spk" ] || die "stage 2: no data dir $dir (run stage 1)"
+    marker=$expdir/phonemize/$set.done
+    key=$(fingerprint "$dir/$text_file" "$expdir/data_prep/$set.done")
+    if is_done "$marker" "$key" && [ -f "$dir/phones" ]; then log "  $set: done before"; continue; fi
+    $train_cmd "$expdir/phonemize/log/$set.log" latentspeech phonemize --data-dir "$dir" \
+      || die "stage 2: phonemizing $dir failed, see $expdir/phonemize/log/$set.log"
+    [ -f "$dir/phones" ] || die "stage 2: latentspeech phonemize wrote no $dir/phones"
+    mark_done "$marker" "$key"
+  done
+fi
+
+# train_model STAGE NAME CONFIG OUTDIR MARKER_INPUTS... -- COMMAND...: one training unit
+train_model() {
+  local st=$1 name=$2 config=$3 out=$4; shift 4
+  local inputs=()
+  while [ "$1" != -- ]; do inputs+=("$1"); shift; done; shift
+  [ -f "$config" ] || die "stage $st: config not found: $config"
+  local marker=$out/.done key
+  key=$(fingerprint "$config" "${inputs[@]}" "$*")
+  if is_done "$marker" "$key" && [ -f "$out/model/model.safetensors" ]; then
+    log "  $name: done before ($marker)"; return 0
+  fi
+  local resume=()
+  if [ -f "$out/checkpoints/last.ckpt" ]; then
+    resume=(--resume); log "  $name: resuming from $out/checkpoints/last.ckpt"
+  fi
+  log "  $name: training, log in $out/log/train.log"
+  $cuda_cmd --gpu "$ngpu" "$out/log/train.log" "$@" "${resume[@]}" \
+    || die "stage $st: training $name failed, see $out/log/train.log"
+  need_model "$st" "$out/model"
+  mark_done "$marker" "$key"
+}
+
+# extract STAGE MODEL KIND SET...: latents (KIND=latents) or RVQ codes (KIND=codes) of each set
+extract() {
+  local st=$1 model=$2 kind=$3 set codes=(); shift 3
+  [ "$kind" = codes ] && codes=(--codes)
+  for set in "$@"; do
+    local in=$dumpdir/raw/$set out=$dumpdir/$kind/$set marker=$expdir/extract_$kind/$set.done key
+    [ -f "$in/utt2spk" ] || die "stage $st: no data dir $in (run stage 1)"
+    key=$(fingerprint "$expdir/data_prep/$set.done" "$model" "$model/config.yaml" "$model/model.safetensors")
+    if is_done "$marker" "$key"; then log "  $kind of $set: done before"; continue; fi
+    $cuda_cmd --gpu "$(( ngpu > 0 ? 1 : 0 ))" "$expdir/extract_$kind/log/$set.log" \
+      latentspeech codec extract --model "$model" "${codes[@]}" "$in" "$out" \
+      || die "stage $st: extracting $kind of $set failed, see $expdir/extract_$kind/log/$set.log"
+    mark_done "$marker" "$key"
+  done
+}
+
+data_args() {  # data_args FLAG SET...: FLAG dump/raw/A FLAG dump/raw/B ...
+  local flag=$1 s; shift
+  for s in "$@"; do printf '%s %s ' "$flag" "$dumpdir/raw/$s"; done
+}
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 3; then
+  log "stage 3: the σ-VAE codec"
+  if [ -n "$pretrained_codec" ]; then
+    log "  using the given codec $pretrained_codec (no training)"
+  else
+    need_cli 3 codec train
+    # shellcheck disable=SC2046,SC2086
+    train_model 3 codec "$codec_config" "$expdir/codec" \
+      $(for s in $codec_train_sets; do echo "$expdir/data_prep/$s.done"; done) -- \
+      latentspeech codec train --config "$codec_config" $(data_args --data $codec_train_sets) \
+      --out "$expdir/codec" $codec_train_args
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 4; then
+  log "stage 4: extract latents with $codec_model -> $dumpdir/latents"
+  need_cli 4 codec extract
+  [ -n "$pretrained_codec" ] || need_model 4 "$codec_model"
+  # shellcheck disable=SC2086
+  extract 4 "$codec_model" latents $lm_sets
+fi
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 5; then
+  log "stage 5: LatentLM"
+  need_cli 5 train latentlm
+  # shellcheck disable=SC2086
+  train_model 5 latentlm "$latentlm_config" "$expdir/latentlm" \
+    "$expdir/extract_latents/$train_set.done" "$expdir/extract_latents/$valid_set.done" \
+    "$expdir/phonemize/$train_set.done" -- \
+    latentspeech train latentlm --config "$latentlm_config" \
+    --data "$dumpdir/raw/$train_set" --latents "$dumpdir/latents/$train_set" \
+    --valid-data "$dumpdir/raw/$valid_set" --valid-latents "$dumpdir/latents/$valid_set" \
+    --codec "$codec_model" --out "$expdir/latentlm" $latentlm_train_args
+fi
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 6 && [ "$run_baseline" = true ]; then
+  log "stage 6: the VALL-E baseline (RVQ codec, codes, AR + NAR)"
+  if [ -n "$pretrained_codec_rvq" ]; then
+    log "  using the given RVQ codec $pretrained_codec_rvq"
+  else
+    need_cli 6 codec train
+    # shellcheck disable=SC2046,SC2086
+    train_model 6 codec_rvq "$codec_rvq_config" "$expdir/codec_rvq" \
+      $(for s in $codec_train_sets; do echo "$expdir/data_prep/$s.done"; done) -- \
+      latentspeech codec train --config "$codec_rvq_config" $(data_args --data $codec_train_sets) \
+      --out "$expdir/codec_rvq" $codec_train_args
+  fi
+  need_cli 6 codec extract
+  extract 6 "$codec_rvq_model" codes "$train_set" "$valid_set"
+  need_cli 6 train valle
+  # shellcheck disable=SC2086
+  train_model 6 valle "$valle_config" "$expdir/valle" \
+    "$expdir/extract_codes/$train_set.done" "$expdir/extract_codes/$valid_set.done" \
+    "$expdir/phonemize/$train_set.done" -- \
+    latentspeech train valle --config "$valle_config" \
+    --data "$dumpdir/raw/$train_set" --codes "$dumpdir/codes/$train_set" \
+    --valid-data "$dumpdir/raw/$valid_set" --valid-codes "$dumpdir/codes/$valid_set" \
+    --codec "$codec_rvq_model" --out "$expdir/valle" $valle_train_args
+elif stage_on 6; then
+  log "stage 6: skipped (--run-baseline false)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 7; then
+  log "stage 7: decode the evaluation protocols ($systems) -> $expdir/decode"
+  need_cli 7 eval protocol
+  need_cli 7 synthesize
+  for unit in $eval_units; do
+    ddir=$expdir/decode/$unit
+    cross=$(cross_of "$unit")
+    marker=$ddir/protocol.done
+    if [ -z "$cross" ]; then
+      key=$(fingerprint "$expdir/data_prep/$unit.done" "$eval_mode" "$eval_min_dur" "$eval_max_dur" "$eval_num_utts" "$seed")
+    else
+      key=$(fingerprint "$expdir/data_prep/${cross%%:*}.done" "$expdir/data_prep/${cross##*:}.done" "$cross_num_utts" "$seed")
+    fi
+    if ! is_done "$marker" "$key"; then
+      if [ -z "$cross" ]; then
+        max_utts=(); [ "$eval_num_utts" -gt 0 ] && max_utts=(--max-utts "$eval_num_utts")
+        $train_cmd "$ddir/log/protocol.log" latentspeech eval protocol --data-dir "$dumpdir/raw/$unit" \
+          --out "$ddir/protocol.tsv" --mode "$eval_mode" --seed "$seed" \
+          --min-seconds "$eval_min_dur" --max-seconds "$eval_max_dur" "${max_utts[@]}" \
+          || die "stage 7: protocol of $unit failed, see $ddir/log/protocol.log"
+        python3 "$utils/make_pairs.py" --ground-truth "$ddir/protocol.tsv" - "$ddir/ground_truth/pairs.tsv" >/dev/null
+      else
+        $train_cmd "$ddir/log/protocol.log" python3 "$utils/cross_protocol.py" "$dumpdir/raw/${cross%%:*}" \
+          "$dumpdir/raw/${cross##*:}" "$ddir" --num "$cross_num_utts" --seed "$seed" --text-file "$text_file" \
+          || die "stage 7: protocol of $unit failed, see $ddir/log/protocol.log"
+      fi
+      mark_done "$marker" "$key"
+    fi
+    for sys in $systems; do
+      case $sys in latentlm) model=$latentlm_model ;; valle) model=$valle_model ;; esac
+      need_model 7 "$model"
+      sdir=$ddir/$sys
+      marker=$sdir/.done
+      key=$(fingerprint "$ddir/protocol.done" "$model/model.safetensors" "$decode_args" "$seed")
+      if is_done "$marker" "$key"; then log "  $sys on $unit: done before"; continue; fi
+      rm -rf "$sdir/split" "$sdir/wav"; mkdir -p "$sdir/split" "$sdir/wav"
+      for ((j = 1; j <= nj; j++)); do : > "$sdir/split/list.$j"; done
+      awk -v n="$nj" -v d="$sdir/split" 'NR > 1 { print > (d "/list." ((NR - 2) % n + 1)) }' "$ddir/protocol.tsv"
+      log "  $sys on $unit: $(($(wc -l < "$ddir/protocol.tsv") - 1)) utterances, $nj jobs, logs in $sdir/log"
+      # shellcheck disable=SC2086
+      $decode_cmd JOB=1:"$nj" "$sdir/log/decode.JOB.log" \
+        python3 "$utils/decode_list.py" --model "$model" --seed "$seed" --engine "$decode_engine" $decode_args \
+        "$sdir/split/list.JOB" "$sdir/wav" || die "stage 7: decoding $unit with $sys failed, see $sdir/log"
+      python3 "$utils/make_pairs.py" "$ddir/protocol.tsv" "$sdir/wav" "$sdir/pairs.tsv" >/dev/null
+      mark_done "$marker" "$key"
+    done
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 8; then
+  log "stage 8: evaluate (WER, SIM) -> $expdir/decode/<unit>/summary.tsv and report/index.html"
+  need_cli 8 eval
+  for unit in $eval_units; do
+    ddir=$expdir/decode/$unit
+    [ -f "$ddir/protocol.done" ] || die "stage 8: no protocol in $ddir (run stage 7)"
+    results=(); jsons=()
+    scored="$systems"; [ -f "$ddir/ground_truth/pairs.tsv" ] && scored="ground_truth $systems"
+    for sys in $scored; do
+      sdir=$ddir/$sys
+      [ -f "$sdir/pairs.tsv" ] || die "stage 8: no decodes in $sdir (run stage 7)"
+      marker=$sdir/eval.done
+      key=$(fingerprint "$sdir/pairs.tsv" "$sdir/.done" "$ddir/protocol.done" "$eval_args")
+      if ! is_done "$marker" "$key"; then
+        # shellcheck disable=SC2086
+        $decode_cmd "$sdir/log/eval.log" latentspeech eval --pairs "$sdir/pairs.tsv" --out "$sdir/result.json" \
+          --system "$sys" $eval_args || die "stage 8: evaluating $sys on $unit failed, see $sdir/log/eval.log"
+        mark_done "$marker" "$key"
+      fi
+      results+=("$sys=$sdir/result.json"); jsons+=("$sdir/result.json")
+    done
+    python3 "$utils/summarize_results.py" --out "$ddir/summary.tsv" "${results[@]}"
+    $decode_cmd "$ddir/log/report.log" latentspeech eval report --results "${jsons[@]}" --out "$ddir/report" \
+      || die "stage 8: the HTML report of $unit failed, see $ddir/log/report.log"
+    log "  $unit (report: $ddir/report/index.html):"; sed 's/^/    /' "$ddir/summary.tsv"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+if stage_on 9; then
+  log "stage 9: package model dirs -> $expdir/packed"
+  models=()
+  [ -z "$pretrained_codec" ] && models+=("codec=$codec_model")
+  models+=("latentlm=$latentlm_model")
+  if [ "$run_baseline" = true ]; then
+    [ -z "$pretrained_codec_rvq" ] && models+=("codec_rvq=$codec_rvq_model")
+    models+=("valle=$valle_model")
+  fi
+  summaries=()
+  for unit in $eval_units; do
+    [ -f "$expdir/decode/$unit/summary.tsv" ] && summaries+=(--results "$unit=$expdir/decode/$unit/summary.tsv")
+  done
+  python3 "$utils/package_models.py" --out "$expdir/packed" --recipe "$PWD" \
+    --train-data "$dumpdir/raw/$train_set" "${summaries[@]}" "${models[@]}" \
+    || die "stage 9: packaging failed"
+fi
+
+log "finished stages $stage..$stop_stage"

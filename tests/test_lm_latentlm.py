@@ -1,0 +1,164 @@
+"""LatentLM: sequence layout, cache consistency, overfitting 4 utterances, stopping, length guard, seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from latentspeech.data.collate import collate_lm
+from latentspeech.errors import ConfigError
+from latentspeech.lm.latentlm import LatentLM, LatentLMConfig, LMBatch, default_frames_per_phone
+from latentspeech.lm.transformer import TransformerConfig
+
+D = 4
+
+
+def tiny_config(**kw) -> LatentLMConfig:
+    base = dict(latent_dim=D, vocab_size=16, frame_rate=25.0, head_blocks=2, batch_mul=8,
+                transformer=TransformerConfig(dim=48, n_layers=2, n_heads=4, max_seq_len=128))
+    base.update(kw)
+    return LatentLMConfig(**base)
+
+
+def pattern(k: int, frames: int) -> torch.Tensor:
+    """A smooth, utterance-specific latent sequence [frames, D]."""
+    j = torch.arange(frames)[:, None].float()
+    return torch.sin(0.3 * j * (k + 1) + torch.arange(D)[None] * 1.3 + k)
+
+
+def four_utterances() -> list[dict]:
+    return [dict(utt_id=f"u{k}", prompt=pattern(k + 5, 4), phones=[1 + (3 * k + i) % 11 for i in range(3 + k)],
+                 target=pattern(k, 6 + 2 * k)) for k in range(4)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: a second thread only adds contention on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def overfit():
+    """A 110k-parameter model trained 250 full-batch steps on 4 utterances (~6 s on one core)."""
+    torch.manual_seed(0)
+    examples = four_utterances()
+    batch = collate_lm(examples)
+    model = LatentLM(tiny_config(cfg_drop_prob=0.0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    first = None
+    for _ in range(250):
+        loss = model.loss(batch, generator=g)["loss"]
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), examples, batch, first
+
+
+def test_layout_positions_restart_per_segment():
+    model = LatentLM(tiny_config())
+    b = collate_lm(four_utterances()[:2])
+    pk = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    # row 0: 4 prompt frames, 3 phones, BOS, 6 target frames
+    assert pk.positions[0, :14].tolist() == [0, 1, 2, 3, 0, 1, 2, 0, 1, 2, 3, 4, 5, 6]
+    assert pk.valid[0].sum() == 14 and pk.valid[1].sum() == 4 + 4 + 1 + 8
+    g = LatentLM(tiny_config(position_mode="global"))
+    pk = g._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    assert pk.positions[0, :14].tolist() == list(range(14))
+
+
+def test_incremental_decoding_matches_training_forward():
+    """Left-padded prefix + KV cache + fed-back frames = the right-padded training forward."""
+    torch.manual_seed(1)
+    model = LatentLM(tiny_config()).eval()
+    ex = four_utterances()[1:4]
+    ex[2] = dict(ex[2], prompt=torch.zeros(0, D), phones=[])  # a CFG-dropped (unconditional) row
+    b = collate_lm(ex)
+    n = 5  # compare the first 5 speech positions (BOS + 4 frames)
+    with torch.no_grad():
+        pk = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+        h_full = model.transformer(pk.x, pk.positions, pk.valid)
+        rel = pk.slot - pk.speech_start[:, None]
+        ref = torch.stack([h_full[i][(rel[i] >= 0) & (rel[i] < n)] for i in range(3)])
+        zero = torch.zeros_like(b.target_lens)
+        pre = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target[:, :0], zero, left_pad=True)
+        cache = model.transformer.new_cache(3, pre.x.shape[1] + n)
+        hs = [model.transformer(pre.x, pre.positions, pre.valid, cache=cache)[:, -1]]
+        for j in range(n - 1):
+            hs.append(model.transformer(model.speech_embedding(b.target[:, j])[:, None], cache=cache)[:, -1])
+    got = torch.stack(hs, dim=1)
+    assert (got - ref).abs().max().item() < 1e-4
+
+
+def test_tiny_model_overfits_four_utterances(overfit):
+    model, examples, batch, first = overfit
+    with torch.no_grad():
+        out = model.loss(batch, cfg_drop=False, generator=torch.Generator().manual_seed(1))
+    assert out["diff"].item() < 0.15, out  # started at ~0.8 (measured final ~0.03-0.06)
+    assert out["stop"].item() < 0.05 and out["stop_acc"].item() == 1.0
+    assert out["loss"].item() < 0.1 * first
+    gen = model.generate([e["phones"] for e in examples], [e["prompt"] for e in examples], steps=10,
+                         generator=torch.Generator().manual_seed(0))
+    for e, z in zip(examples, gen.latents):
+        assert abs(len(z) - len(e["target"])) <= 1
+        n = min(len(z), len(e["target"]))
+        err = (z[:n] - e["target"][:n]).abs().mean().item()
+        scale = e["target"].abs().mean().item()  # ≈ 0.6: what predicting zeros would miss by
+        assert err < 0.35 * scale, f"{e['utt_id']}: mean abs error {err:.3f}"
+
+
+def test_stop_head_ends_generation_before_the_length_guard(overfit):
+    model, examples, _, _ = overfit
+    phones = [e["phones"] for e in examples]
+    prompts = [e["prompt"] for e in examples]
+    gen = model.generate(phones, prompts, steps=5, generator=torch.Generator().manual_seed(0))
+    assert all(gen.stopped)
+    assert all(len(z) < g for z, g in zip(gen.latents, gen.guard))
+    # without the stop head every row runs exactly to its guard
+    full = model.generate(phones, prompts, steps=1, use_stop=False, generator=torch.Generator().manual_seed(0))
+    assert [len(z) for z in full.latents] == full.guard and not any(full.stopped)
+    assert full.guard == [model.length_guard(len(p)) for p in phones]
+
+
+def test_length_guard_formula():
+    cfg = tiny_config(frame_rate=25.0, guard_min_frames=10)
+    assert default_frames_per_phone(12.5) == 1.5 and default_frames_per_phone(25.0) == 3.0
+    assert LatentLM(cfg).length_guard(7) == math.ceil(3.0 * 7) + 10
+    assert LatentLM(tiny_config(frames_per_phone=2.0, guard_min_frames=0)).length_guard(5) == 10
+
+
+def test_same_seed_same_output_and_cfg_batch(overfit):
+    model, examples, _, _ = overfit
+    phones = [e["phones"] for e in examples[:2]]
+    prompt = examples[0]["prompt"]  # one prompt shared by every row
+
+    def run(seed, cfg_scale=2.0):
+        return model.generate(phones, prompt, steps=3, cfg_scale=cfg_scale, generator=torch.Generator().manual_seed(seed))
+
+    a, b, c = run(3), run(3), run(4)
+    assert all(torch.equal(x, y) for x, y in zip(a.latents, b.latents))
+    assert any(x.shape != y.shape or not torch.equal(x, y) for x, y in zip(a.latents, c.latents))
+    assert a.head_evals == 3 * (a.transformer_passes - 1)
+
+
+def test_cfg_dropout_makes_unconditional_rows():
+    model = LatentLM(tiny_config(cfg_drop_prob=0.5)).train()
+    b = collate_lm(four_utterances())
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    dropped = model.loss(b, generator=g1)["loss"]
+    kept = model.loss(b, cfg_drop=False, generator=g2)["loss"]
+    assert torch.isfinite(dropped) and torch.isfinite(kept)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="cfg_drop_prob"):
+        tiny_config(cfg_drop_prob=1.0).validate()
+    with pytest.raises(ConfigError, match="width"):
+        tiny_config(latent_dim=64, head_width=32).validate()
+    assert isinstance(collate_lm(four_utterances()), LMBatch)

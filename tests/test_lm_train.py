@@ -1,0 +1,201 @@
+"""LatentLM training data (prompts, bucketing, sharding) and the Lightning loop (export, resume)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentspeech.data.collate import collate_lm
+from latentspeech.data.lm_dataset import BucketBatchSampler, LMDataset, LMSource, read_phones, read_utt2spk
+from latentspeech.errors import DataDirError
+
+D = 4
+
+
+class FakeStore(dict):
+    """Stand-in for LatentStore: utt → (F, D) array, plus ``frames``."""
+
+    def frames(self, utt):
+        return self[utt].shape[0]
+
+
+def make_source(seed=0) -> LMSource:
+    rng = np.random.default_rng(seed)
+    store = FakeStore()
+    utt2spk, phones = {}, {}
+    # speaker A: 3 utterances, B: 2, C: 1 (a single-utterance speaker)
+    for spk, n in (("A", 3), ("B", 2), ("C", 1)):
+        for i in range(n):
+            utt = f"{spk}-{i}"
+            frames = 20 + 10 * i + (5 if spk == "B" else 0)
+            store[utt] = (rng.standard_normal((frames, D)) * 2 + 3 + i * 100 + ord(spk) * 1000).astype(np.float32)
+            utt2spk[utt] = spk
+            phones[utt] = list(range(1, 6 + i))
+    mean = np.full(D, 3.0, np.float32)
+    std = np.full(D, 2.0, np.float32)
+    return LMSource(store, phones, utt2spk, mean, std, name="fake")
+
+
+def test_prompt_comes_from_another_utterance_of_the_speaker():
+    ds = LMDataset([make_source()], frame_rate=25.0, prompt_seconds=(0.2, 0.4))
+    assert len(ds) == 6 and ds.speakers() == 3
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            ex = ds[i]
+            utt = ex["utt_id"]
+            spk, own = utt.split("-")
+            # utterance identity is encoded in the offset i*100 + ord(spk)*1000 (after normalisation /2)
+            src_off = round(float(np.median(ex["prompt"]) * 2) / 100) * 100
+            tgt_off = round(float(np.median(ex["target"]) * 2) / 100) * 100
+            assert src_off // 1000 == tgt_off // 1000, "prompt of another speaker"
+            if spk == "C":
+                assert src_off == tgt_off  # single utterance: cropped from itself
+            else:
+                assert src_off != tgt_off, f"{utt}: prompt from the utterance itself"
+            assert 5 <= ex["prompt"].shape[0] <= 10
+            assert ex["target"].shape[0] == ds.lengths[i]
+    ds.set_epoch(0)
+    a = ds[0]["prompt"]
+    assert np.array_equal(a, ds[0]["prompt"])  # reproducible per (seed, epoch, index)
+
+
+def test_latents_are_normalised_with_the_codec_stats():
+    src = make_source()
+    ds = LMDataset([src], frame_rate=25.0)
+    raw = src.latents["A-0"]
+    i = [u for _, u in ds.items].index("A-0")
+    assert np.allclose(ds[i]["target"], (raw - 3.0) / 2.0)
+
+
+def test_single_utterance_speakers_can_be_skipped():
+    ds = LMDataset([make_source()], frame_rate=25.0, single_utt_prompt="skip")
+    assert len(ds) == 5 and ds.skipped["single_utt"] == 1
+    assert all(not u.startswith("C") for _, u in ds.items)
+    ds[0]
+
+
+def test_length_filter_and_guard_stats():
+    ds = LMDataset([make_source()], frame_rate=25.0, max_frames=30)
+    assert max(ds.lengths) <= 30 and ds.skipped["length"] == 2
+    fpp = ds.frames_per_phone()
+    assert fpp["max"] >= fpp["p99"] >= fpp["mean"] > 0
+
+
+def test_no_usable_data_is_a_data_dir_error():
+    src = make_source()
+    src.phones = {}
+    with pytest.raises(DataDirError, match="no usable"):
+        LMDataset([src], frame_rate=25.0)
+
+
+def test_bucket_sampler_budget_coverage_and_sharding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 300, 200).tolist()
+    s = BucketBatchSampler(lengths, max_tokens=1200, max_batch_size=16, seed=1)
+    batches = list(s)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(200))  # every utterance exactly once
+    for b in batches:
+        assert len(b) <= 16 and (len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 1200)
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 60  # bucketed: similar lengths together (random batches would spread ~200)
+    s.set_epoch(1)
+    assert list(s) != batches  # reshuffled per epoch
+    r0 = list(BucketBatchSampler(lengths, 1200, 16, seed=1, rank=0, world_size=2))
+    r1 = list(BucketBatchSampler(lengths, 1200, 16, seed=1, rank=1, world_size=2))
+    assert len(r0) == len(r1) and r0 != r1
+    cur = BucketBatchSampler(lengths, 1200, 16, seed=1, curriculum_epochs=1, curriculum_max_len=100)
+    assert all(lengths[i] <= 100 for b in cur for i in b)
+    cur.set_epoch(1)
+    assert sorted(i for b in cur for i in b) == list(range(200))
+
+
+def test_collate_pads_each_segment():
+    ds = LMDataset([make_source()], frame_rate=25.0)
+    b = collate_lm([ds[0], ds[3]], pad_id=0)
+    assert b.prompt.shape[0] == 2 and b.target.shape[2] == D
+    assert b.target_lens.tolist() == [ds.lengths[0], ds.lengths[3]]
+    assert b.phones[0, b.phone_lens[0]:].eq(0).all()
+
+
+def test_cli_pairs_data_and_latents(capsys):
+    from latentspeech.cli import main
+
+    assert main(["train", "latentlm", "--config", "c.yaml", "--data", "a", "--data", "b", "--latents", "x",
+                 "--out", "o"]) == 1
+    assert "one --latents per --data" in capsys.readouterr().err
+
+
+def test_kaldi_readers(tmp_path):
+    from latentspeech.text import PhoneVocab
+
+    vocab = PhoneVocab()
+    (tmp_path / "phones").write_text("u1 h ə l ˈ oʊ\nu2 a\n", encoding="utf-8")
+    (tmp_path / "utt2spk").write_text("u1 s1\nu2 s1\n", encoding="utf-8")
+    ph = read_phones(tmp_path / "phones", vocab)
+    assert len(ph["u1"]) == 5 and all(0 <= i < vocab.size for i in ph["u1"])
+    assert read_utt2spk(tmp_path / "utt2spk") == {"u1": "s1", "u2": "s1"}
+    with pytest.raises(DataDirError, match="no such file"):
+        read_utt2spk(tmp_path / "nope")
+
+
+@pytest.fixture
+def data_on_disk(tmp_path):
+    """A Kaldi data dir (phones, utt2spk) + a real LatentStore written with LatentWriter."""
+    from latentspeech.data.latents import LatentWriter
+
+    src = make_source()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(src.utt2spk.items())))
+    (data / "phones").write_text("".join(f"{u} h ə l ˈ oʊ\n" for u in sorted(src.utt2spk)), encoding="utf-8")
+    meta = {"latent_dim": D, "frame_rate": 25.0, "hop_length": 640, "sample_rate": 16000, "codec": None,
+            "latent_mean": [3.0] * D, "latent_std": [2.0] * D}
+    with LatentWriter(tmp_path / "dump", meta) as w:
+        for u, z in src.latents.items():
+            w.add(u, z)
+    return data, tmp_path / "dump"
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_exports_and_resumes(data_on_disk, tmp_path, one_thread):
+    from latentspeech.config import from_dict
+    from latentspeech.train.latentlm import LatentLMTrainConfig, load_latentlm, train_latentlm
+
+    cfg = from_dict(LatentLMTrainConfig, {
+        "model": {"transformer": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 256}, "head_blocks": 1},
+        "data": {"prompt_seconds": [0.2, 0.4], "max_tokens": 400, "max_batch_size": 4},
+        "optim": {"warmup_steps": 2, "lr": 1e-3},
+        "trainer": {"accelerator": "cpu", "ckpt_every_steps": 2, "log_every_steps": 1},
+    })
+    data, dump = data_on_disk
+    out = tmp_path / "exp"
+    model_dir = train_latentlm(cfg, [(str(data), str(dump))], out, valid=[(str(data), str(dump))], max_steps=3,
+                               progress=False)
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    model, md = load_latentlm(model_dir)
+    assert md.kind == "latentlm" and md.meta["train_steps"] == 3
+    assert model.cfg.latent_dim == D and model.cfg.frame_rate == 25.0
+    assert model.cfg.frames_per_phone == pytest.approx(1.25 * md.meta["frames_per_phone"]["max"], rel=1e-3)
+    assert "phone_vocab" in md.meta
+    # resume through the CLI: `latentspeech train latentlm --config C --data D --latents Z --out EXP --resume`
+    from latentspeech.cli import main
+    from latentspeech.config import save_config
+
+    save_config(cfg, tmp_path / "lm.yaml")
+    rc = main(["train", "latentlm", "--config", str(tmp_path / "lm.yaml"), "--data", str(data), "--latents", str(dump),
+               "--out", str(out), "--max-steps", "5", "--resume", "--no-progress"])
+    assert rc == 0
+    _, md2 = load_latentlm(model_dir)
+    assert md2.meta["train_steps"] == 5
+    logs = list((out / "logs").rglob("metrics.csv"))
+    assert logs and "train/diff" in logs[0].read_text().splitlines()[0]

@@ -1,0 +1,710 @@
+#!/usr/bin/env python3
+"""Build the offline demo corpus of egs/demo/tts1 as Kaldi data directories.
+
+    python tools/make_demo_corpus.py --out egs/demo/tts1/data               # the full corpus
+    python tools/make_demo_corpus.py --out /tmp/data --smoke true           # a tiny one, in seconds
+
+Sets written under ``--out`` (audio under ``--out/local/wav/<set>/``, 16 kHz mono 16-bit WAV):
+
+- ``real_train`` / ``real_test``: the 251 real LibriSpeech voices of ``../shared/data/librispeech_voices``
+  split by speaker (deterministic, gender-balanced); transcripts are its Whisper pseudo-labels.
+  ``real_test`` speakers must never be used for training.
+- ``train``: synthetic pseudo-speakers (espeak-ng / flite + sox perturbation, see
+  :mod:`latentspeech.data.synthetic`) reading ``text/train.txt`` until ``--hours`` of speech.
+- ``dev``: held-out pseudo-speakers (never in ``train``) reading ``text/dev.txt``.
+
+With ``--verify`` (default outside smoke mode) a pool of candidate speakers is synthesized on a few
+probe sentences and embedded with Resemblyzer; speakers that the encoder confuses are dropped, and
+so are voices that Whisper tiny.en (the evaluation's recogniser) cannot understand: train voices
+need a probe WER ≤ ``--max-probe-wer``, the held-out dev voices ≤ ``--max-dev-probe-wer`` (many
+espeak-ng accent/variant combinations are far less intelligible than flite or en-us). The
+distinctness and the dev ground-truth WER of the final corpus are measured again and written to
+``--out/local/distinctness.json`` and ``--out/local/summary.json``. Every step is resumable: finished WAVs are skipped, and WAVs are
+written to a temp file and renamed, so a partial file never counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # running as a script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from latentspeech.data.synthetic import (  # noqa: E402
+    VoiceSpec,
+    check_engines,
+    draw_speakers,
+    select_distinct,
+    speaker_distinctness,
+    synthesize,
+)
+from latentspeech.errors import ConfigError, DataDirError, LatentSpeechError  # noqa: E402
+
+log = logging.getLogger("make_demo_corpus")
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@dataclass
+class CorpusConfig:
+    """What to build. Defaults give the full demo corpus (≥ 10 h, ≥ 100 train speakers)."""
+
+    out_dir: str = "egs/demo/tts1/data"
+    train_text: str = str(SHARED / "text" / "train.txt")
+    dev_text: str = str(SHARED / "text" / "dev.txt")
+    real_dir: str = str(SHARED / "librispeech_voices")
+    hours: float = 10.5  # target hours of the synthetic train set
+    num_speakers: int = 110  # synthetic train speakers
+    num_dev_speakers: int = 12  # held-out synthetic speakers
+    min_utts: int = 30  # at least this many utterances per train speaker
+    max_utts: int | None = None  # at most this many (None: as many as --hours needs)
+    dev_utts: int | None = None  # per dev speaker (None: all of dev.txt shared among them)
+    num_real_test: int = 51  # real speakers held out in real_test
+    max_real_speakers: int | None = None  # use only this many real speakers (smoke)
+    seed: int = 0
+    nj: int = 2
+    sample_rate: int = 16000
+    verify: bool = True  # Resemblyzer speaker selection + final distinctness report
+    pool_factor: float = 1.8  # candidates drawn per needed speaker when verifying
+    max_probe_wer: float | None = 0.5  # train voices: drop candidates whose probe WER is higher (None: no ASR check)
+    max_dev_probe_wer: float = 0.2  # dev (evaluation) voices must be this intelligible
+    asr: str = "whisper-tiny.en"  # recogniser of the intelligibility check (latentspeech.eval.asr)
+    asr_probes: int = 2  # probe sentences transcribed per candidate (ASR is the slow step)
+    asr_beam: int = 1  # beam size of that recogniser (the evaluation uses 5; 1 is ~2x faster)
+    report_asr_utts: int = 4  # dev utterances per speaker transcribed for the final report
+    probe_utts: int = 4  # probe sentences per candidate
+    report_utts: int = 6  # utterances per speaker for the final distinctness report
+    sets: tuple[str, ...] = ("real", "train", "dev")
+    progress: bool = True
+
+    @classmethod
+    def smoke(cls, **kw) -> "CorpusConfig":
+        """A tiny corpus for tests and ``run.sh --smoke true``: seconds, no speaker verification."""
+        base = dict(num_speakers=3, num_dev_speakers=2, min_utts=3, max_utts=3, dev_utts=2,
+                    num_real_test=2, max_real_speakers=6, verify=False, hours=0.0)
+        base.update(kw)
+        return cls(**base)
+
+    def validate(self) -> None:
+        if self.num_speakers < 1 or self.num_dev_speakers < 0:
+            raise ConfigError(f"need >= 1 train speaker and >= 0 dev speakers, got {self.num_speakers}/{self.num_dev_speakers}")
+        if self.nj < 1:
+            raise ConfigError(f"--nj must be >= 1, got {self.nj}")
+        unknown = set(self.sets) - {"real", "train", "dev"}
+        if unknown:
+            raise ConfigError(f"unknown corpus set(s) {sorted(unknown)} (use real, train, dev)")
+        for p in (self.train_text, self.dev_text):
+            if not Path(p).is_file():
+                raise ConfigError(f"text file not found: {p}")
+
+
+# ---------------------------------------------------------------------------------------------
+# text and Kaldi files
+
+
+def normalize(text: str) -> str:
+    """The text the engine speaks and the transcript stores (``latentspeech.text.normalize_text``
+    when it exists, else whitespace-collapsed)."""
+    try:
+        from latentspeech.text import normalize_text  # type: ignore[attr-defined]
+    except ImportError:
+        return " ".join(text.split())
+    return normalize_text(text)
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def read_kaldi_map(path: Path) -> dict[str, str]:
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for ln in f:
+            parts = ln.rstrip("\n").split(maxsplit=1)
+            if parts:
+                out[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return out
+
+
+def _write_sorted(path: Path, rows: dict[str, str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for k in sorted(rows, key=lambda s: s.encode("utf-8")):  # LC_ALL=C order
+            f.write(f"{k} {rows[k]}\n")
+    os.replace(tmp, path)
+
+
+def write_data_dir(d: Path, utts: list[dict], spk2gender: dict[str, str] | None = None) -> None:
+    """Write a Kaldi data dir from ``utts`` (dicts with id, spk, wav, text, dur), C-sorted."""
+    d.mkdir(parents=True, exist_ok=True)
+    for u in utts:
+        if not u["id"].startswith(u["spk"]):
+            raise DataDirError(f"utterance id {u['id']} does not start with its speaker id {u['spk']}")
+    _write_sorted(d / "wav.scp", {u["id"]: str(u["wav"]) for u in utts})
+    _write_sorted(d / "text", {u["id"]: u["text"] for u in utts})
+    _write_sorted(d / "utt2spk", {u["id"]: u["spk"] for u in utts})
+    _write_sorted(d / "utt2dur", {u["id"]: f"{u['dur']:.3f}" for u in utts})
+    spk2utt: dict[str, list[str]] = {}
+    for u in sorted(utts, key=lambda u: u["id"].encode()):
+        spk2utt.setdefault(u["spk"], []).append(u["id"])
+    _write_sorted(d / "spk2utt", {s: " ".join(v) for s, v in spk2utt.items()})
+    genders = {s: g for s, g in (spk2gender or {}).items() if s in spk2utt and g in ("m", "f")}
+    if genders:
+        _write_sorted(d / "spk2gender", genders)
+    elif (d / "spk2gender").exists():
+        (d / "spk2gender").unlink()
+    try:  # the Kaldi-dir checker, when the data package has it
+        from latentspeech.data.kaldi import validate  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    validate(d)
+
+
+def wav_duration(path: Path) -> float:
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    return info.frames / info.samplerate
+
+
+# ---------------------------------------------------------------------------------------------
+# real voices
+
+
+def split_real_speakers(spk2gender: dict[str, str], num_test: int, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic, gender-balanced speaker split: (train speakers, test speakers), C-sorted."""
+    def key(s: str) -> str:
+        return hashlib.sha1(f"{seed}:{s}".encode()).hexdigest()
+
+    by_g: dict[str, list[str]] = {}
+    for s in sorted(spk2gender):
+        by_g.setdefault(spk2gender[s], []).append(s)
+    test: list[str] = []
+    groups = sorted(by_g)
+    total = len(spk2gender)
+    for gi, g in enumerate(groups):
+        ranked = sorted(by_g[g], key=key)
+        n = round(num_test * len(ranked) / total) if gi < len(groups) - 1 else num_test - len(test)
+        test += ranked[: max(0, n)]
+    test_set = set(test)
+    c = lambda xs: sorted(xs, key=lambda s: s.encode())  # noqa: E731
+    return c([s for s in spk2gender if s not in test_set]), c(test_set)
+
+
+def build_real(cfg: CorpusConfig) -> dict[str, float]:
+    """real_train / real_test from the shared LibriSpeech voices, copied to 16 kHz WAV."""
+    from latentspeech.audio import load_audio, save_audio
+
+    src = Path(cfg.real_dir)
+    for f in ("wav.scp", "utt2spk", "text.pseudo", "spk2gender"):
+        if not (src / f).is_file():
+            raise DataDirError(f"real voices folder {src} has no {f}")
+    wav_scp, utt2spk = read_kaldi_map(src / "wav.scp"), read_kaldi_map(src / "utt2spk")
+    text, genders = read_kaldi_map(src / "text.pseudo"), read_kaldi_map(src / "spk2gender")
+    speakers = sorted(set(utt2spk.values()), key=lambda s: s.encode())
+    if cfg.max_real_speakers:
+        speakers = speakers[: cfg.max_real_speakers]
+    g = {s: genders.get(s, "?") for s in speakers}
+    train_spk, test_spk = split_real_speakers(g, min(cfg.num_real_test, len(speakers) - 1), cfg.seed)
+    out = Path(cfg.out_dir)
+    hours = {}
+    for name, spks in (("real_train", train_spk), ("real_test", test_spk)):
+        spk_set, utts = set(spks), []
+        for utt in sorted(wav_scp):
+            if utt2spk[utt] not in spk_set:
+                continue
+            dst = (out / "local" / "wav" / name / f"{utt}.wav").resolve()
+            if not dst.exists():
+                path = Path(wav_scp[utt])
+                path = path if path.is_absolute() else src / path
+                save_audio(dst, load_audio(path, cfg.sample_rate), cfg.sample_rate)
+            utts.append(dict(id=utt, spk=utt2spk[utt], wav=dst, text=normalize(text[utt]), dur=wav_duration(dst)))
+        write_data_dir(out / name, utts, g)
+        hours[name] = sum(u["dur"] for u in utts) / 3600
+        log.info("%s: %d speakers, %d utterances, %.2f h", name, len(spks), len(utts), hours[name])
+    return hours
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic voices
+
+
+def _synth_job(job: tuple[dict, str, str, int]) -> tuple[str, float]:
+    """Synthesize one WAV unless it exists with the same text (its ``.txt`` sidecar, written
+    after the WAV: a WAV without one, e.g. from an interrupted run, is made again)."""
+    spec, text, path, sr = job
+    p = Path(path)
+    side = p.with_suffix(".txt")
+    if not (p.exists() and side.exists() and side.read_text(encoding="utf-8") == text):
+        synthesize(VoiceSpec(**spec), text, p, sr)
+        tmp = side.with_name(f".{side.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, side)
+    return path, wav_duration(p)
+
+
+def _check_voice_dir(d: Path, spec: VoiceSpec) -> None:
+    """Keep a speaker's WAV folder only if it was made with the same voice (``voice.json``)."""
+    meta = d / "voice.json"
+    if meta.exists() and json.loads(meta.read_text()) != spec.to_dict():
+        log.warning("voice of %s changed: removing its old audio in %s", spec.speaker, d)
+        shutil.rmtree(d)
+    if not meta.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps(spec.to_dict()))
+
+
+def run_jobs(jobs: list[tuple[VoiceSpec, str, Path]], cfg: CorpusConfig, desc: str) -> dict[str, float]:
+    """Synthesize ``(spec, text, wav_path)`` jobs on ``cfg.nj`` processes; returns path → seconds.
+    Existing WAVs are skipped (resume) unless the speaker's voice changed since they were made."""
+    from tqdm import tqdm
+
+    seen: set[Path] = set()
+    for s, _, p in jobs:
+        if p.parent not in seen:
+            seen.add(p.parent)
+            _check_voice_dir(p.parent, s)
+
+    todo = [(s.to_dict(), t, str(p), cfg.sample_rate) for s, t, p in jobs]
+    durs: dict[str, float] = {}
+    bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=not cfg.progress, dynamic_ncols=True)
+    if cfg.nj == 1 or len(todo) < 4:
+        for j in todo:
+            k, v = _synth_job(j)
+            durs[k] = v
+            bar.update()
+    else:
+        with get_context("fork").Pool(cfg.nj) as pool:
+            for k, v in pool.imap_unordered(_synth_job, todo, chunksize=4):
+                durs[k] = v
+                bar.update()
+    bar.close()
+    return durs
+
+
+def _clean_temp(d: Path) -> None:
+    """Remove temp dirs that an interrupted run left behind (never a finished WAV)."""
+    if d.is_dir():
+        for t in d.rglob("synth-*"):
+            if t.is_dir():
+                shutil.rmtree(t, ignore_errors=True)
+
+
+class Embedder:
+    """Resemblyzer utterance embeddings (weights ship inside its wheel; nothing downloads)."""
+
+    def __init__(self):
+        import torch
+        from resemblyzer import VoiceEncoder
+
+        torch.set_num_threads(1)
+        self.enc = VoiceEncoder("cpu", verbose=False)
+
+    def __call__(self, path: str | os.PathLike) -> np.ndarray:
+        from resemblyzer import preprocess_wav
+
+        from latentspeech.audio import load_audio
+
+        return self.enc.embed_utterance(preprocess_wav(load_audio(path, 16000), source_sr=16000))
+
+
+def embed_speakers(paths: dict[str, list[Path]], cfg: CorpusConfig, desc: str) -> dict[str, np.ndarray]:
+    """speaker → [n, 256] Resemblyzer embeddings of the given WAVs, cached next to the WAVs."""
+    from tqdm import tqdm
+
+    emb = Embedder()
+    out = {}
+    for spk, ps in tqdm(sorted(paths.items()), desc=desc, unit="spk", disable=not cfg.progress):
+        vs = []
+        for p in ps:
+            cache = p.with_suffix(".emb.npy")
+            if cache.exists() and cache.stat().st_mtime_ns >= p.stat().st_mtime_ns:
+                vs.append(np.load(cache))
+            else:
+                v = emb(p).astype(np.float32)
+                np.save(cache.with_name(cache.name + ".tmp.npy"), v)
+                os.replace(cache.with_name(cache.name + ".tmp.npy"), cache)
+                vs.append(v)
+        out[spk] = np.stack(vs)
+    return out
+
+
+class Intelligibility:
+    """Word error rate of synthesized speech under the evaluation's default recogniser."""
+
+    def __init__(self, cfg: CorpusConfig, progress: bool | None = None):
+        from latentspeech.eval.asr import get_asr
+
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+        # greedy decoding on one thread: ~2x faster than the evaluation's beam 5 on a busy CPU
+        self.asr = get_asr(cfg.asr, cpu_threads=1, beam_size=cfg.asr_beam)
+        self.progress = cfg.progress if progress is None else progress
+
+    def transcribe(self, paths: list[Path], desc: str = "transcribe") -> list[str]:
+        """Transcripts, cached in ``<wav>.asr.txt`` sidecars newer than their WAV."""
+        from tqdm import tqdm
+
+        from latentspeech.audio import load_audio
+
+        out = []
+        for p in tqdm(paths, desc=desc, unit="utt", disable=not self.progress):
+            cache = p.with_suffix(".asr.txt")
+            if cache.exists() and cache.stat().st_mtime_ns >= p.stat().st_mtime_ns:
+                out.append(cache.read_text(encoding="utf-8"))
+                continue
+            hyp = self.asr.transcribe([load_audio(p, 16000)])[0]
+            tmp = cache.with_name(f".{cache.name}.tmp")
+            tmp.write_text(hyp, encoding="utf-8")
+            os.replace(tmp, cache)
+            out.append(hyp)
+        return out
+
+    @staticmethod
+    def wer(refs: list[str], hyps: list[str]) -> float:
+        from latentspeech.eval.wer import word_error_rate
+
+        return float(word_error_rate(refs, hyps))
+
+    def per_speaker(self, items: dict[str, list[tuple[Path, str]]], desc: str) -> dict[str, float]:
+        """speaker → WER over its ``(wav, reference)`` items."""
+        flat = [(spk, p, t) for spk, its in sorted(items.items()) for p, t in its]
+        hyps = self.transcribe([p for _, p, _ in flat], desc)
+        res: dict[str, tuple[list[str], list[str]]] = {}
+        for (spk, _, ref), hyp in zip(flat, hyps):
+            res.setdefault(spk, ([], []))
+            res[spk][0].append(ref)
+            res[spk][1].append(hyp)
+        return {spk: self.wer(r, h) for spk, (r, h) in res.items()}
+
+
+def summarize(stats: dict) -> str:
+    return (f"{stats['speakers']} speakers, {stats['utterances']} utts: same-speaker cos {stats['same']:.3f}, "
+            f"different-speaker cos {stats['diff']:.3f}, nearest-centroid accuracy {stats['accuracy']:.3f}, "
+            f"separated speakers {stats['separated']:.3f}")
+
+
+def probe_wers(cfg: CorpusConfig, items: dict[str, list[tuple[Path, str]]]) -> dict[str, float]:
+    """speaker → ASR word error rate over its probe ``(wav, text)`` items (transcripts cached)."""
+    from tqdm import tqdm
+
+    ig = Intelligibility(cfg, progress=False)
+    out = {}
+    for spk in tqdm(sorted(items), desc="transcribe probes", unit="spk", disable=not cfg.progress):
+        out[spk] = ig.wer([t for _, t in items[spk]], ig.transcribe([p for p, _ in items[spk]]))
+    return out
+
+
+def split_by_wer(speakers: list[str], wers: dict[str, float], n_train: int, n_dev: int,
+                 max_train_wer: float, max_dev_wer: float) -> tuple[list[str], list[str]]:
+    """(train, dev) speakers, both in id order. Dev takes the last ``n_dev`` speakers (by id) with
+    WER ≤ ``max_dev_wer`` (the held-out evaluation voices must be intelligible); train the first
+    ``n_train`` of the rest with WER ≤ ``max_train_wer``. When too few pass, the lowest-WER of the
+    remaining speakers fill up."""
+    order = sorted(speakers)
+
+    def fill(chosen: list[str], pool: list[str], n: int) -> list[str]:
+        if len(chosen) < n:
+            rest = sorted((s for s in pool if s not in chosen), key=lambda s: (wers[s], s))
+            chosen = chosen + rest[: n - len(chosen)]
+        return sorted(chosen)
+
+    dev = fill([s for s in order if wers[s] <= max_dev_wer][::-1][:n_dev], order, n_dev)
+    rest = [s for s in order if s not in dev]
+    train = fill([s for s in rest if wers[s] <= max_train_wer][:n_train], rest, n_train)
+    return train, dev
+
+
+def choose_speakers(cfg: CorpusConfig, probe_text: list[str]) -> tuple[list[VoiceSpec], list[VoiceSpec], dict]:
+    """(train speakers, dev speakers, selection report). With ``cfg.verify`` a larger candidate pool
+    is synthesized on ``probe_text``; speakers that Resemblyzer confuses are dropped, and with
+    ``cfg.max_probe_wer`` the ones that the recogniser cannot understand (see :func:`split_by_wer`)."""
+    need = cfg.num_speakers + cfg.num_dev_speakers
+    report: dict = {}
+    if not cfg.verify:
+        pool = draw_speakers(need, cfg.seed)
+        n_dev = min(cfg.num_dev_speakers, max(0, len(pool) - 1))
+        return pool[: len(pool) - n_dev], pool[len(pool) - n_dev:], report
+    cands = draw_speakers(math.ceil(need * cfg.pool_factor), cfg.seed)
+    by_id = {s.speaker: s for s in cands}
+    probe_dir = Path(cfg.out_dir) / "local" / "wav" / "probe"
+    _clean_temp(probe_dir)
+    probes = [probe_text[k % len(probe_text)] for k in range(cfg.probe_utts)]
+    jobs = [(s, probes[k], probe_dir / s.speaker / f"{s.speaker}-p{k}.wav")
+            for s in cands for k in range(cfg.probe_utts)]
+    run_jobs(jobs, cfg, "probe voices")
+    paths = {s.speaker: [probe_dir / s.speaker / f"{s.speaker}-p{k}.wav" for k in range(cfg.probe_utts)] for s in cands}
+    emb = embed_speakers(paths, cfg, "embed probes")
+    before = speaker_distinctness(emb)
+    distinct = select_distinct(emb)  # id order; any subset of it stays separated
+    log.info("candidates: %s", summarize(before))
+    log.info("%d of %d candidates are told apart", len(distinct), len(emb))
+    if cfg.max_probe_wer is not None:
+        n_asr = max(1, min(cfg.asr_probes, cfg.probe_utts))
+        wers = probe_wers(cfg, {s: list(zip(paths[s], probes))[:n_asr] for s in distinct})
+        train, dev = split_by_wer(distinct, wers, cfg.num_speakers, cfg.num_dev_speakers,
+                                  cfg.max_probe_wer, cfg.max_dev_probe_wer)
+        report["probe_wer"] = dict(candidates=float(np.mean(list(wers.values()))),
+                                   train=float(np.mean([wers[s] for s in train])),
+                                   dev=float(np.mean([wers[s] for s in dev])) if dev else None,
+                                   thresholds=[cfg.max_probe_wer, cfg.max_dev_probe_wer], per_speaker=wers)
+        log.info("probe WER (%s, greedy): candidates %.3f, train %.3f (%d of them <= %.2f), dev %s", cfg.asr,
+                 report["probe_wer"]["candidates"], report["probe_wer"]["train"],
+                 sum(wers[s] <= cfg.max_probe_wer for s in train), cfg.max_probe_wer,
+                 f"{report['probe_wer']['dev']:.3f}" if dev else "-")
+    else:
+        kept = distinct[:need]
+        n_dev = min(cfg.num_dev_speakers, max(0, len(kept) - 1))
+        train, dev = kept[: len(kept) - n_dev], kept[len(kept) - n_dev:]
+    if len(train) + len(dev) < need:
+        log.warning("only %d distinct speakers for %d needed", len(train) + len(dev), need)
+    after = speaker_distinctness({s: emb[s] for s in train + dev})
+    log.info("kept %d of %d: %s", len(train) + len(dev), len(emb), summarize(after))
+    report.update(candidates={k: v for k, v in before.items() if k != "per_speaker"},
+                  kept={k: v for k, v in after.items() if k != "per_speaker"},
+                  dropped=sorted(set(emb) - set(train) - set(dev)))
+    return [by_id[s] for s in train], [by_id[s] for s in dev], report
+
+
+def build_train(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tuple[int, str]]) -> float:
+    """Synthetic train set: speaker k reads sentences k, k+n, k+2n, ... in rounds until
+    ``cfg.hours`` are reached (and at least ``cfg.min_utts`` rounds). Returns hours."""
+    out = Path(cfg.out_dir)
+    wav_dir = out / "local" / "wav" / "train"
+    _clean_temp(wav_dir)
+    n = len(speakers)
+    max_rounds = len(sentences) // n
+    if cfg.max_utts is not None:
+        max_rounds = min(max_rounds, cfg.max_utts)
+    if max_rounds < cfg.min_utts:
+        raise ConfigError(f"{len(sentences)} train sentences are not enough for {n} speakers x {cfg.min_utts} utterances")
+    utts: list[dict] = []
+    rounds, total = 0, 0.0
+    while rounds < max_rounds:
+        if rounds < cfg.min_utts:
+            nxt = cfg.min_utts
+        else:
+            if total >= cfg.hours * 3600:
+                break
+            per_round = total / rounds
+            nxt = rounds + math.ceil((cfg.hours * 3600 - total) / per_round)
+        nxt = min(nxt, max_rounds)
+        jobs, meta = [], []
+        for r in range(rounds, nxt):
+            for k, s in enumerate(speakers):
+                line_no, text = sentences[r * n + k]
+                utt = f"{s.speaker}-{line_no:05d}"
+                p = (wav_dir / s.speaker / f"{utt}.wav").resolve()
+                jobs.append((s, text, p))
+                meta.append(dict(id=utt, spk=s.speaker, wav=p, text=text))
+        durs = run_jobs(jobs, cfg, f"train rounds {rounds + 1}-{nxt}")
+        for m in meta:
+            m["dur"] = durs[str(m["wav"])]
+            total += m["dur"]
+        utts += meta
+        rounds = nxt
+        log.info("train: %d rounds, %.2f h so far", rounds, total / 3600)
+    write_data_dir(out / "train", utts, {s.speaker: s.gender for s in speakers})
+    log.info("train: %d speakers, %d utterances, %.2f h", n, len(utts), total / 3600)
+    return total / 3600
+
+
+def build_dev(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tuple[int, str]]) -> float:
+    """Held-out synthetic dev set: dev sentences dealt round-robin to the dev speakers."""
+    out = Path(cfg.out_dir)
+    wav_dir = out / "local" / "wav" / "dev"
+    _clean_temp(wav_dir)
+    n = len(speakers)
+    count = len(sentences) if cfg.dev_utts is None else min(len(sentences), cfg.dev_utts * n)
+    jobs, meta = [], []
+    for i in range(count):
+        s = speakers[i % n]
+        line_no, text = sentences[i]
+        utt = f"{s.speaker}-d{line_no:04d}"
+        p = (wav_dir / s.speaker / f"{utt}.wav").resolve()
+        jobs.append((s, text, p))
+        meta.append(dict(id=utt, spk=s.speaker, wav=p, text=text))
+    durs = run_jobs(jobs, cfg, "dev")
+    for m in meta:
+        m["dur"] = durs[str(m["wav"])]
+    write_data_dir(out / "dev", meta, {s.speaker: s.gender for s in speakers})
+    hours = sum(m["dur"] for m in meta) / 3600
+    log.info("dev: %d speakers, %d utterances, %.2f h", n, len(meta), hours)
+    return hours
+
+
+def corpus_distinctness(cfg: CorpusConfig, sets: tuple[str, ...] = ("train", "dev")) -> dict:
+    """Resemblyzer distinctness of the built synthetic speakers (``cfg.report_utts`` each)."""
+    paths: dict[str, list[Path]] = {}
+    for name in sets:
+        d = Path(cfg.out_dir) / name
+        if not (d / "spk2utt").exists():
+            continue
+        wavs = read_kaldi_map(d / "wav.scp")
+        for spk, us in read_kaldi_map(d / "spk2utt").items():
+            paths[spk] = [Path(wavs[u]) for u in us.split()[: cfg.report_utts]]
+    return speaker_distinctness(embed_speakers(paths, cfg, "embed corpus"))
+
+
+def dev_wer(cfg: CorpusConfig) -> dict:
+    """Ground-truth WER of the first ``cfg.report_asr_utts`` dev utterances of each speaker."""
+    d = Path(cfg.out_dir) / "dev"
+    wavs, text = read_kaldi_map(d / "wav.scp"), read_kaldi_map(d / "text")
+    items = {spk: [(Path(wavs[u]), text[u]) for u in us.split()[: cfg.report_asr_utts]]
+             for spk, us in read_kaldi_map(d / "spk2utt").items()}
+    ig = Intelligibility(cfg)
+    per = ig.per_speaker(items, "transcribe dev")
+    flat = [(p, t) for its in items.values() for p, t in its]
+    hyps = ig.transcribe([p for p, _ in flat], "transcribe dev")  # cached: no second ASR pass
+    return dict(all=ig.wer([t for _, t in flat], hyps), per_speaker=per)
+
+
+def write_voices(cfg: CorpusConfig, train: list[VoiceSpec], dev: list[VoiceSpec]) -> None:
+    p = Path(cfg.out_dir) / "local" / "voices.tsv"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    cols = list(VoiceSpec.__dataclass_fields__)
+    with open(p, "w") as f:
+        f.write("set\t" + "\t".join(cols) + "\n")
+        for name, specs in (("train", train), ("dev", dev)):
+            for s in specs:
+                f.write(name + "\t" + "\t".join(str(getattr(s, c)) for c in cols) + "\n")
+
+
+def _is_smoke(cfg_dict: dict) -> bool:
+    return cfg_dict.get("max_real_speakers") is not None
+
+
+def _guard_kind(out: Path, cfg: CorpusConfig) -> None:
+    """Refuse to overwrite a full corpus with a smoke one (or the other way round)."""
+    prev = out / "local" / "summary.json"
+    if not prev.exists():
+        return
+    try:
+        old = json.loads(prev.read_text()).get("config", {})
+    except ValueError:
+        return
+    if _is_smoke(old) != _is_smoke(asdict(cfg)):
+        kind = "smoke" if _is_smoke(old) else "full"
+        raise ConfigError(f"{out} holds a {kind} corpus; build the other kind into another --out (or delete {out})")
+
+
+def build_corpus(cfg: CorpusConfig) -> dict:
+    """Build every set in ``cfg.sets`` (real first, then train, then dev); returns a summary dict
+    (hours per set, selection and distinctness numbers, seconds taken), also written to
+    ``<out>/local/summary.json``."""
+    cfg.validate()
+    check_engines()
+    t0 = time.time()
+    out = Path(cfg.out_dir)
+    _guard_kind(out, cfg)
+    (out / "local").mkdir(parents=True, exist_ok=True)
+    summary: dict = dict(config=asdict(cfg), hours={})
+    if "real" in cfg.sets:
+        summary["hours"].update(build_real(cfg))
+    if {"train", "dev"} & set(cfg.sets):
+        train_lines = [(i, normalize(t)) for i, t in enumerate(read_lines(cfg.train_text))]
+        n_probe = max(cfg.probe_utts, 1) if cfg.verify else 0
+        probe, train_lines = train_lines[len(train_lines) - n_probe:], train_lines[: len(train_lines) - n_probe]
+        train_spk, dev_spk, sel = choose_speakers(cfg, [t for _, t in probe])
+        summary["selection"] = sel
+        write_voices(cfg, train_spk, dev_spk)
+        if "train" in cfg.sets:
+            summary["hours"]["train"] = build_train(cfg, train_spk, train_lines)
+        if "dev" in cfg.sets and dev_spk:
+            dev_lines = [(i, normalize(t)) for i, t in enumerate(read_lines(cfg.dev_text))]
+            summary["hours"]["dev"] = build_dev(cfg, dev_spk, dev_lines)
+        if cfg.verify:
+            stats = corpus_distinctness(cfg)
+            (out / "local" / "distinctness.json").write_text(json.dumps(stats, indent=1))
+            summary["distinctness"] = {k: v for k, v in stats.items() if k != "per_speaker"}
+            log.info("corpus distinctness: %s", summarize(stats))
+            if cfg.max_probe_wer is not None and cfg.report_asr_utts and (out / "dev" / "spk2utt").exists():
+                summary["dev_wer"] = dev_wer(cfg)
+                log.info("dev ground-truth WER (%s, %d utts per speaker): %.3f", cfg.asr,
+                         cfg.report_asr_utts, summary["dev_wer"]["all"])
+    summary["seconds"] = time.time() - t0
+    summary["hours"]["total"] = sum(summary["hours"].values())
+    for k, v in summary["hours"].items():
+        log.info("hours %-10s %.2f", k, v)
+    (out / "local" / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _bool(s: str) -> bool:
+    v = str(s).lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{s}'")
+
+
+def parse_args(argv: list[str] | None = None) -> CorpusConfig:
+    d = CorpusConfig()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--out", default=d.out_dir, help="where the Kaldi data dirs go")
+    ap.add_argument("--hours", type=float, default=d.hours, help="target hours of synthetic train speech")
+    ap.add_argument("--num-speakers", type=int, default=d.num_speakers, help="synthetic train speakers")
+    ap.add_argument("--num-dev-speakers", type=int, default=d.num_dev_speakers, help="held-out synthetic speakers")
+    ap.add_argument("--min-utts", type=int, default=d.min_utts, help="minimum utterances per train speaker")
+    ap.add_argument("--num-real-test", type=int, default=d.num_real_test, help="real speakers held out in real_test")
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--nj", type=int, default=d.nj, help="parallel synthesis processes")
+    ap.add_argument("--verify", type=_bool, default=None, help="Resemblyzer speaker selection (default: on unless --smoke)")
+    ap.add_argument("--max-probe-wer", default=str(d.max_probe_wer),
+                    help="drop train voices whose ASR word error rate on the probe sentences is higher ('none': no ASR check)")
+    ap.add_argument("--max-dev-probe-wer", type=float, default=d.max_dev_probe_wer,
+                    help="the same limit for the held-out dev voices")
+    ap.add_argument("--sets", default=",".join(d.sets), help="comma-separated subset of real,train,dev")
+    ap.add_argument("--smoke", type=_bool, nargs="?", const=True, default=False, help="tiny corpus in seconds")
+    ap.add_argument("--train-text", default=d.train_text)
+    ap.add_argument("--dev-text", default=d.dev_text)
+    ap.add_argument("--real-dir", default=d.real_dir)
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    kw = dict(out_dir=a.out, seed=a.seed, max_dev_probe_wer=a.max_dev_probe_wer, nj=a.nj, sets=tuple(x for x in a.sets.split(",") if x),
+              train_text=a.train_text, dev_text=a.dev_text, real_dir=a.real_dir, progress=not a.no_progress)
+    if a.verify is not None:
+        kw["verify"] = a.verify
+    if a.max_probe_wer.lower() != "none":
+        try:
+            kw["max_probe_wer"] = float(a.max_probe_wer)
+        except ValueError:
+            ap.error(f"--max-probe-wer: expected a number or none, got '{a.max_probe_wer}'")
+    else:
+        kw["max_probe_wer"] = None
+    if a.smoke:
+        return CorpusConfig.smoke(**kw)
+    return CorpusConfig(hours=a.hours, num_speakers=a.num_speakers, num_dev_speakers=a.num_dev_speakers,
+                        min_utts=a.min_utts, num_real_test=a.num_real_test, **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        build_corpus(parse_args(argv))
+    except LatentSpeechError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -134,8 +134,9 @@ class LatentLMBackend:
                 raise TextError(f"sentence too long for this model ({len(p)} phones, max {room}): {s[:40]!r}...")
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
         out: list[np.ndarray | None] = [None] * len(ids)
-        bar = tqdm(total=len(ids), unit="sent", disable=(len(ids) <= 1) if progress is None else not progress,
-                   desc="synthesizing")
+        # progress=None: a bar for several sentences on a terminal (tqdm's disable=None: off when not a TTY)
+        bar = tqdm(total=len(ids), unit="sent", disable=(True if len(ids) <= 1 else None) if progress is None
+                   else not progress, desc="synthesizing")
         with torch.inference_mode():
             for k in range(0, len(order), batch_size):
                 rows = order[k : k + batch_size]

@@ -73,7 +73,7 @@ train_cmd=${train_cmd:-$utils/run.sh}    # CPU jobs (data preparation)
 cuda_cmd=${cuda_cmd:-$utils/run.sh}      # training and extraction jobs
 decode_cmd=${decode_cmd:-$utils/run.sh}  # synthesis and evaluation jobs
 
-help_message="Usage: $0 [options]   (run from egs/<corpus>/tts1; every stage variable is an option)
+help_message="Usage: recipes/tts.sh [options]   (run from egs/<corpus>/tts1 by its run.sh; every stage variable is an option)
   --stage N --stop-stage M     run stages N..M (0 data, 1 check/filter, 2 phonemize, 3 codec,
                                4 latents, 5 LatentLM, 6 VALL-E, 7 decode, 8 evaluate, 9 package)
   --smoke true                 tiny configs from \$conf_dir/smoke/ (and local/data.sh --smoke true if

@@ -208,7 +208,7 @@ def test_smoke_corpus_is_valid_kaldi(smoke_corpus):
             from latentspeech.data.kaldi import validate
         except ImportError:
             break
-        validate(out / name)
+        assert validate(out / name, check_audio=True, require_text=True) == []
     # transcripts are the sentences that were spoken, and the voices are those drawn from the seed
     train_lines = mdc.read_lines(cfg.train_text)
     for utt, t in _kmap(out / "train" / "text").items():
@@ -334,6 +334,25 @@ def test_split_by_wer_keeps_dev_intelligible_and_fills_up():
     train, dev = mdc.split_by_wer(list(wers), wers, n_train=4, n_dev=2, max_train_wer=0.5, max_dev_wer=0.2)
     assert train == ["s1", "s2", "s3", "s6"]  # too few pass: the best of the others (s2 0.6) fills up
     assert not set(train) & set(dev)
+    train, dev = mdc.split_by_wer(list(wers), wers, n_train=2, n_dev=2, max_train_wer=0.5, max_dev_wer=0.2,
+                                  dev=["s1"])  # a confirmed dev list, one short: filled by lowest WER
+    assert dev == ["s1", "s5"] and train == ["s3", "s4"]
+
+
+def test_confirm_dev_walks_down_from_the_last_id(tmp_path, monkeypatch):
+    pytest.importorskip("latentspeech.eval.wer")
+    items = {}
+    for spk in ("a", "b", "c", "d"):
+        (tmp_path / spk).mkdir()
+        p = tmp_path / spk / "x.wav"
+        p.write_text("nine years ago I was honest")
+        items[spk] = [(p, "nine years ago I was honest")]
+    monkeypatch.setattr(mdc, "Intelligibility", _FakeASR)
+    monkeypatch.setattr(_FakeASR, "bad", {"c"})
+    monkeypatch.setattr(_FakeASR, "calls", [])
+    dev, wers = mdc.confirm_dev(mdc.CorpusConfig.smoke(max_dev_probe_wer=0.2), items, n_dev=2)
+    assert dev == ["b", "d"] and _FakeASR.calls == ["d", "c", "b"]  # "a" is never transcribed
+    assert wers["c"] > 0.2
 
 
 def test_cli_options_map_to_config():

@@ -162,3 +162,31 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="width"):
         tiny_config(latent_dim=64, head_width=32).validate()
     assert isinstance(collate_lm(four_utterances()), LMBatch)
+
+
+def test_attention_maps_and_alignment_stats(overfit):
+    model, examples, batch, _ = overfit
+    b = LMBatch(**{k: getattr(batch, k) for k in ("prompt", "prompt_lens", "phones", "phone_lens", "target",
+                                                  "target_lens")})
+    pk = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    maps = model.transformer.attention_maps(pk.x, pk.positions, pk.valid)
+    assert len(maps) == model.cfg.transformer.n_layers
+    att = maps[0]
+    assert torch.allclose(att.sum(-1), torch.ones_like(att.sum(-1)), atol=1e-5)
+    assert att[0, :, 3, 4:].abs().max() == 0  # causal: no weight on the future
+    # the explicit path reproduces the fused forward
+    with torch.no_grad():
+        assert torch.isfinite(model.transformer(pk.x, pk.positions, pk.valid)).all()
+    al = model.alignment(b)
+    for k in ("phone_mass", "focus", "monotonic", "coverage"):
+        assert len(al[k]) == 2 and all(0.0 <= v <= 1.0 + 1e-6 for v in al[k])
+    assert [len(p) for p in al["paths"][0]] == b.target_lens.tolist()
+
+
+def test_minimum_length_overrides_an_eager_stop_head():
+    torch.manual_seed(0)
+    model = LatentLM(tiny_config(min_frames_per_phone=2.0, guard_min_frames=50)).eval()
+    torch.nn.init.constant_(model.stop_head.bias, 10.0)  # "stop now" everywhere
+    gen = model.generate([[1, 2, 3], [4]], None, steps=1, generator=torch.Generator().manual_seed(0))
+    assert [len(z) for z in gen.latents] == [6, 2] and all(gen.stopped)
+    assert model.min_length(0) == 1

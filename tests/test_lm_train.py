@@ -186,6 +186,7 @@ def test_train_exports_and_resumes(data_on_disk, tmp_path, one_thread):
     assert md.kind == "latentlm" and md.meta["train_steps"] == 3
     assert model.cfg.latent_dim == D and model.cfg.frame_rate == 25.0
     assert model.cfg.frames_per_phone == pytest.approx(1.25 * md.meta["frames_per_phone"]["max"], rel=1e-3)
+    assert model.cfg.min_frames_per_phone == pytest.approx(md.meta["frames_per_phone"]["p01"] / 1.25, rel=1e-2)
     assert "phone_vocab" in md.meta
     # resume through the CLI: `latentspeech train latentlm --config C --data D --latents Z --out EXP --resume`
     from latentspeech.cli import main

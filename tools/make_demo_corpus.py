@@ -83,6 +83,7 @@ class CorpusConfig:
     max_dev_probe_wer: float = 0.2  # dev (evaluation) voices must be this intelligible
     asr: str = "whisper-tiny.en"  # recogniser of the intelligibility check (latentspeech.eval.asr)
     asr_probes: int = 2  # probe sentences transcribed per candidate (ASR is the slow step)
+    dev_probe_utts: int = 8  # more probe sentences that confirm a dev voice's intelligibility
     asr_beam: int = 1  # beam size of that recogniser (the evaluation uses 5; 1 is ~2x faster)
     report_asr_utts: int = 4  # dev utterances per speaker transcribed for the final report
     probe_utts: int = 4  # probe sentences per candidate
@@ -171,7 +172,9 @@ def write_data_dir(d: Path, utts: list[dict], spk2gender: dict[str, str] | None 
         from latentspeech.data.kaldi import validate  # type: ignore[attr-defined]
     except ImportError:
         return
-    validate(d)
+    problems = validate(d, require_text=True)
+    if problems:
+        raise DataDirError(f"{d} is not a valid data dir: {problems[0]} ({len(problems)} problem(s))")
 
 
 def wav_duration(path: Path) -> float:
@@ -408,12 +411,29 @@ def probe_wers(cfg: CorpusConfig, items: dict[str, list[tuple[Path, str]]]) -> d
     return out
 
 
+def confirm_dev(cfg: CorpusConfig, items: dict[str, list[tuple[Path, str]]], n_dev: int
+                ) -> tuple[list[str], dict[str, float]]:
+    """Walk the candidates from the last id down, transcribing all their ``(wav, text)`` probes,
+    until ``n_dev`` have a WER ≤ ``cfg.max_dev_probe_wer``. Returns (those, speaker → WER)."""
+    ig = Intelligibility(cfg, progress=False)
+    dev: list[str] = []
+    wers: dict[str, float] = {}
+    for spk in sorted(items, reverse=True):
+        if len(dev) >= n_dev:
+            break
+        wers[spk] = ig.wer([t for _, t in items[spk]], ig.transcribe([p for p, _ in items[spk]]))
+        if wers[spk] <= cfg.max_dev_probe_wer:
+            dev.append(spk)
+    return sorted(dev), wers
+
+
 def split_by_wer(speakers: list[str], wers: dict[str, float], n_train: int, n_dev: int,
-                 max_train_wer: float, max_dev_wer: float) -> tuple[list[str], list[str]]:
-    """(train, dev) speakers, both in id order. Dev takes the last ``n_dev`` speakers (by id) with
-    WER ≤ ``max_dev_wer`` (the held-out evaluation voices must be intelligible); train the first
-    ``n_train`` of the rest with WER ≤ ``max_train_wer``. When too few pass, the lowest-WER of the
-    remaining speakers fill up."""
+                 max_train_wer: float, max_dev_wer: float, dev: list[str] | None = None
+                 ) -> tuple[list[str], list[str]]:
+    """(train, dev) speakers, both in id order. Dev (unless given) takes the last ``n_dev`` speakers
+    (by id) with WER ≤ ``max_dev_wer`` (the held-out evaluation voices must be intelligible); train
+    the first ``n_train`` of the rest with WER ≤ ``max_train_wer``. When too few pass, the
+    lowest-WER of the remaining speakers fill up."""
     order = sorted(speakers)
 
     def fill(chosen: list[str], pool: list[str], n: int) -> list[str]:
@@ -422,7 +442,9 @@ def split_by_wer(speakers: list[str], wers: dict[str, float], n_train: int, n_de
             chosen = chosen + rest[: n - len(chosen)]
         return sorted(chosen)
 
-    dev = fill([s for s in order if wers[s] <= max_dev_wer][::-1][:n_dev], order, n_dev)
+    if dev is None:
+        dev = [s for s in order if wers[s] <= max_dev_wer][::-1][:n_dev]
+    dev = fill(list(dev), order, n_dev)
     rest = [s for s in order if s not in dev]
     train = fill([s for s in rest if wers[s] <= max_train_wer][:n_train], rest, n_train)
     return train, dev
@@ -442,6 +464,8 @@ def choose_speakers(cfg: CorpusConfig, probe_text: list[str]) -> tuple[list[Voic
     by_id = {s.speaker: s for s in cands}
     probe_dir = Path(cfg.out_dir) / "local" / "wav" / "probe"
     _clean_temp(probe_dir)
+    n_extra = cfg.dev_probe_utts
+    extra, probe_text = probe_text[:n_extra], probe_text[n_extra:]
     probes = [probe_text[k % len(probe_text)] for k in range(cfg.probe_utts)]
     jobs = [(s, probes[k], probe_dir / s.speaker / f"{s.speaker}-p{k}.wav")
             for s in cands for k in range(cfg.probe_utts)]
@@ -454,9 +478,22 @@ def choose_speakers(cfg: CorpusConfig, probe_text: list[str]) -> tuple[list[Voic
     log.info("%d of %d candidates are told apart", len(distinct), len(emb))
     if cfg.max_probe_wer is not None:
         n_asr = max(1, min(cfg.asr_probes, cfg.probe_utts))
-        wers = probe_wers(cfg, {s: list(zip(paths[s], probes))[:n_asr] for s in distinct})
+        items = {s: list(zip(paths[s], probes))[:n_asr] for s in distinct}
+        wers = probe_wers(cfg, items)
+        dev = None
+        if extra:  # dev voices: confirm on more sentences, walking down from the last id
+            dev_cands = [s for s in sorted(distinct, reverse=True) if wers[s] <= cfg.max_dev_probe_wer]
+            for s in dev_cands:
+                items[s] = items[s] + [(probe_dir / s / f"{s}-x{k}.wav", t) for k, t in enumerate(extra)]
+            run_jobs([(by_id[s], t, p) for s in dev_cands for p, t in items[s][n_asr:]], cfg, "dev probe voices")
+            dev, dev_wers = confirm_dev(cfg, {s: items[s] for s in dev_cands}, cfg.num_dev_speakers)
+            report["dev_probe_wer"] = dev_wers
+            wers = {**wers, **dev_wers}  # the longer measurement wins (also when dev is filled up)
+            log.info("dev voices confirmed on %d sentences: %d of %d transcribed candidates, WER %.3f",
+                     len(items[dev_cands[0]]) if dev_cands else 0, len(dev), len(dev_wers),
+                     float(np.mean([dev_wers[s] for s in dev])) if dev else float("nan"))
         train, dev = split_by_wer(distinct, wers, cfg.num_speakers, cfg.num_dev_speakers,
-                                  cfg.max_probe_wer, cfg.max_dev_probe_wer)
+                                  cfg.max_probe_wer, cfg.max_dev_probe_wer, dev=dev)
         report["probe_wer"] = dict(candidates=float(np.mean(list(wers.values()))),
                                    train=float(np.mean([wers[s] for s in train])),
                                    dev=float(np.mean([wers[s] for s in dev])) if dev else None,
@@ -616,7 +653,8 @@ def build_corpus(cfg: CorpusConfig) -> dict:
         summary["hours"].update(build_real(cfg))
     if {"train", "dev"} & set(cfg.sets):
         train_lines = [(i, normalize(t)) for i, t in enumerate(read_lines(cfg.train_text))]
-        n_probe = max(cfg.probe_utts, 1) if cfg.verify else 0
+        # the last lines of train.txt are reserved for probing voices: [dev probes..., probes]
+        n_probe = (max(cfg.probe_utts, 1) + cfg.dev_probe_utts) if cfg.verify else 0
         probe, train_lines = train_lines[len(train_lines) - n_probe:], train_lines[: len(train_lines) - n_probe]
         train_spk, dev_spk, sel = choose_speakers(cfg, [t for _, t in probe])
         summary["selection"] = sel

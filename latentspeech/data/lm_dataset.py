@@ -155,9 +155,11 @@ class LMDataset(Dataset):
         self.epoch = epoch
 
     def frames_per_phone(self) -> dict[str, float]:
-        """Target frames per phone token over the data: mean, 99th percentile and max (for the length guard)."""
+        """Target frames per phone token over the data: min, 1st percentile, mean, 99th percentile and
+        max (for the length guards)."""
         r = np.asarray(self.lengths, dtype=np.float64) / np.maximum(np.asarray(self.n_phones, dtype=np.float64), 1)
-        return {"mean": float(r.mean()), "p99": float(np.percentile(r, 99)), "max": float(r.max())}
+        return {"min": float(r.min()), "p01": float(np.percentile(r, 1)), "mean": float(r.mean()),
+                "p99": float(np.percentile(r, 99)), "max": float(r.max())}
 
     def speakers(self) -> int:
         return len(self.speaker_items)

@@ -27,8 +27,8 @@ Sequence layout (one row of a batch)::
 
 Batched generation left-pads the prefixes (``prompt | phones | BOS``) so that every row's BOS is
 the last slot and all rows advance through the KV cache in lockstep; a row stops when its stop
-probability passes ``stop_threshold`` or when it reaches its length guard
-``ceil(frames_per_phone · L) + guard_min_frames``.
+probability passes ``stop_threshold`` (consulted only after ``min_frames_per_phone · L`` frames) or
+when it reaches its length guard ``ceil(frames_per_phone · L) + guard_min_frames``.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class LatentLMConfig:
     stop_pos_weight: float = 5.0
     stop_threshold: float = 0.5
     frames_per_phone: float | None = None  # length guard; None: default_frames_per_phone(frame_rate)
+    min_frames_per_phone: float | None = None  # the stop head is ignored before this many frames per phone
     guard_min_frames: int = 10
     max_prompt_seconds: float = 6.0
 
@@ -253,9 +254,52 @@ class LatentLM(nn.Module):
     def forward(self, batch: LMBatch) -> torch.Tensor:
         return self.loss(batch)["loss"]
 
+    @torch.no_grad()
+    def alignment(self, batch: LMBatch) -> dict:
+        """Text-to-speech attention diagnostics, teacher-forced, per layer (heads averaged).
+
+        For every speech query (BOS … z_{F-1}) the attention on the row's phone keys gives
+        ``phone_mass`` (share of attention on phones), ``focus`` (largest phone weight after
+        renormalising over phones), ``monotonic`` (share of frame-to-frame steps whose argmax phone
+        does not move back) and ``coverage`` (share of phones that are some frame's argmax).
+        A learnt alignment shows high focus, monotonic and coverage in some layer. Also returns
+        ``paths``: per layer, per row, the argmax phone index of each frame.
+        """
+        pk = self._pack(batch.prompt, batch.prompt_lens, batch.phones, batch.phone_lens, batch.target,
+                        batch.target_lens, left_pad=False)
+        maps = self.transformer.attention_maps(pk.x, pk.positions, pk.valid)
+        rel = pk.slot - pk.speech_start[:, None]
+        out = {"phone_mass": [], "focus": [], "monotonic": [], "coverage": [], "paths": []}
+        for att in maps:
+            a = att.mean(1)  # [B, T, T]
+            stats = {k: [] for k in ("phone_mass", "focus", "monotonic", "coverage")}
+            paths = []
+            for b in range(a.shape[0]):
+                P, L, Fb = int(batch.prompt_lens[b]), int(batch.phone_lens[b]), int(batch.target_lens[b])
+                q = torch.nonzero(pk.valid[b] & (rel[b] >= 0) & (rel[b] < Fb)).squeeze(1)
+                if L == 0 or len(q) == 0:
+                    continue
+                ph = a[b][q][:, P : P + L]  # right-padded rows: phones occupy slots P … P+L-1
+                mass = ph.sum(-1)
+                path = (ph / mass.clamp(min=1e-9)[:, None]).argmax(-1)
+                stats["phone_mass"].append(float(mass.mean()))
+                stats["focus"].append(float((ph / mass.clamp(min=1e-9)[:, None]).max(-1).values.mean()))
+                stats["monotonic"].append(float((path[1:] >= path[:-1]).float().mean()) if len(path) > 1 else 1.0)
+                stats["coverage"].append(len(set(path.tolist())) / L)
+                paths.append(path.tolist())
+            for k, v in stats.items():
+                out[k].append(sum(v) / max(len(v), 1))
+            out["paths"].append(paths)
+        return out
+
     # -- inference ------------------------------------------------------------------------------
     def length_guard(self, n_phones: int) -> int:
+        """Most frames generated for a sentence of ``n_phones`` phone tokens."""
         return int(math.ceil(self.cfg.guard_frames_per_phone * n_phones)) + self.cfg.guard_min_frames
+
+    def min_length(self, n_phones: int) -> int:
+        """Frames before which the stop head is not consulted (guards against empty/truncated audio)."""
+        return max(1, int(math.floor((self.cfg.min_frames_per_phone or 0.0) * n_phones)))
 
     @torch.no_grad()
     def generate(
@@ -318,10 +362,12 @@ class LatentLM(nn.Module):
         active = torch.ones(B, dtype=torch.bool, device=dev)
         stopped = torch.zeros(B, dtype=torch.bool, device=dev)
         guard_t = torch.tensor(guard, device=dev)
+        min_t = torch.tensor([self.min_length(int(n)) for n in llens.tolist()], device=dev)
         for j in range(limit):
             h_c, h_u = (h[:B], h[B:]) if guided_rows else (h, None)
             if use_stop and j > 0:
-                ends = active & (torch.sigmoid(self.stop_head(h_c).squeeze(-1)) > cfg.stop_threshold)
+                p_stop = torch.sigmoid(self.stop_head(h_c).squeeze(-1))
+                ends = active & (lengths >= min_t) & (p_stop > cfg.stop_threshold)
                 stopped |= ends
                 active &= ~ends
             active &= lengths < guard_t

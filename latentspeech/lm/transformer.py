@@ -275,6 +275,31 @@ class Transformer(nn.Module):
             cache.length = start + T
         return self.norm(h)
 
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor, positions: torch.Tensor | None = None,
+                       padding_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Attention probabilities of every layer, [B, n_heads, T, T] each (a diagnostic: the
+        explicit softmax path, no cache, no dropout). Same arguments as :meth:`forward`."""
+        B, T, _ = x.shape
+        if positions is None:
+            positions = torch.arange(T, device=x.device)[None].expand(B, T)
+        cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        mask = self._mask(B, T, 0, padding_mask, None, x.device)
+        if mask is None:
+            mask = torch.ones(T, T, dtype=torch.bool, device=x.device)
+            mask = torch.tril(mask) if self.cfg.causal else mask
+        maps, h = [], x
+        for i, layer in enumerate(self.layers):
+            a = layer.attn
+            y = layer.attn_norm(h)
+            q = apply_rope(a.wq(y).view(B, T, a.n_heads, a.hd).transpose(1, 2), cos, sin)
+            k = apply_rope(a.wk(y).view(B, T, a.n_kv, a.hd).transpose(1, 2), cos, sin)
+            k = k.repeat_interleave(a.n_heads // a.n_kv, dim=1)
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(a.hd)
+            maps.append(scores.masked_fill(~mask, float("-inf")).softmax(-1))
+            h = layer(h, cos, sin, mask if mask.dim() == 4 else None, None, i)
+        return maps
+
     def _mask(self, B, T, start, padding_mask, cache, device) -> torch.Tensor | None:
         """Boolean attention mask [B, 1, T, start+T] (True = may attend), or None when SDPA's own
         causal/full mask suffices."""

@@ -6,8 +6,9 @@
 * Data: Kaldi data dirs (``phones``, ``utt2spk``) + latent stores (``latentspeech codec extract``);
   see :mod:`latentspeech.data.lm_dataset` for prompts and bucketing.
 * The model's ``latent_dim``/``frame_rate`` are taken from the latent store, ``vocab_size``/``pad_id``
-  from the phone vocabulary, and the length guard (``frames_per_phone``, when not set) from the
-  training data: ``guard_margin`` × the largest frames-per-phone ratio seen.
+  from the phone vocabulary, and the length guards (when not set) from the training data:
+  ``frames_per_phone`` = ``guard_margin`` × the largest frames-per-phone ratio seen, and
+  ``min_frames_per_phone`` = the 1st percentile / ``guard_margin``.
 * Resumable: Lightning checkpoints in ``OUT/checkpoints/`` (``last.ckpt``; our own files);
   ``resume=True`` continues from ``last.ckpt``. Multi-GPU: ``trainer.devices``/``strategy``
   (the batch sampler shards batches per rank itself).
@@ -268,6 +269,8 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
                                pad_id=vocab.pad_id)
     if mcfg.frames_per_phone is None:
         mcfg.frames_per_phone = round(dc.guard_margin * fpp["max"], 3)
+    if mcfg.min_frames_per_phone is None:
+        mcfg.min_frames_per_phone = round(fpp["p01"] / dc.guard_margin, 3)
     mcfg.validate()
     total = max_steps or cfg.optim.max_steps
     ocfg = dataclasses.replace(cfg.optim, max_steps=total)

@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
       [ "$1" = --smoke ] && { [ "$2" = true ] || [ "$2" = false ] || { echo "$0: option --smoke takes true or false, got '$2'" >&2; exit 1; }; }
       printf -v "${1#--}" '%s' "$2"; shift 2 ;;
-    --help|-h) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; echo; exec ../../../recipes/tts.sh --help ;;
+    --help|-h) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' run.sh; echo; exec ../../../recipes/tts.sh --help ;;
     *) tts_opts+=("$1"); shift ;;
   esac
 done

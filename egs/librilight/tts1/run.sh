@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --datadir|--smoke)
       [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
       corpus_args+=("$1" "$2"); tts_opts+=("$1" "$2"); shift 2 ;;
-    --help|-h) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; echo; exec ../../../recipes/tts.sh --help ;;
+    --help|-h) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' run.sh; echo; exec ../../../recipes/tts.sh --help ;;
     *) tts_opts+=("$1"); shift ;;
   esac
 done

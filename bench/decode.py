@@ -15,7 +15,7 @@ Prints one table row per (steps, cfg):
              target recovered with the exact denoiser at this step count (0 = perfect)
   ode dev    model proxy (only with --model): RMS deviation of the sampled frame from a 50-step
              sample from the same noise and LM state, relative to the RMS of the frame
-Quality in WER/SIM needs a trained model and `latentspeech eval`; see RESULTS_lm.md.
+Quality in WER/SIM needs a trained model and `latentspeech eval`; see RESULTS.md.
 """
 
 from __future__ import annotations

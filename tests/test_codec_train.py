@@ -96,7 +96,7 @@ def test_sigma_vae_keeps_latent_noise_where_gaussian_vae_collapses():
 
     noise_to_signal = median over dims of σ_d / std(μ_d): the perturbation the decoder learns
     to tolerate, relative to the spread of the latents. The σ-VAE keeps it; the Gaussian VAE
-    with a weak KL lets its posterior σ collapse (measured: see RESULTS_codec.md).
+    with a weak KL lets its posterior σ collapse (measured: see RESULTS.md).
     """
     wav = torch.stack([torch.from_numpy(voiced(i, 0.5)) for i in range(4)])
     res = {}

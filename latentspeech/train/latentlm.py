@@ -97,6 +97,18 @@ def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
+def configure_adamw(model: torch.nn.Module, oc: "OptimConfig") -> dict:
+    """AdamW (no weight decay on vectors and embeddings) with warm-up + cosine, stepped per batch."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": oc.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr, betas=tuple(oc.betas))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_lambda(s, oc.warmup_steps, oc.max_steps, oc.min_lr_ratio))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 def _lightning():
     import lightning.pytorch as pl
 
@@ -131,15 +143,7 @@ class LatentLMModule(_module_base()):
         self.log_dict({f"val/{k}": v for k, v in out.items()}, batch_size=len(batch), sync_dist=True)
 
     def configure_optimizers(self):
-        oc = self.optim_cfg
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": oc.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr, betas=tuple(oc.betas))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_lambda(s, oc.warmup_steps, oc.max_steps, oc.min_lr_ratio))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_adamw(self.model, self.optim_cfg)
 
 
 class LatentLMDataModule(_lightning().LightningDataModule):

@@ -35,7 +35,7 @@ import torch
 from ..baseline.valle import VALLE, VALLEBatch, VALLEConfig, save_valle
 from ..config import load_yaml, to_dict
 from ..errors import ConfigError, DataDirError
-from .latentlm import DataConfig, OptimConfig, TrainerConfig, lr_lambda
+from .latentlm import DataConfig, OptimConfig, TrainerConfig, configure_adamw
 
 __all__ = ["VALLETrainConfig", "VALLEModule", "VALLEDataModule", "collate_valle", "code_source", "train_valle",
            "export_valle"]
@@ -125,15 +125,7 @@ class VALLEModule(_lightning().LightningModule):
         return batch.to(device)
 
     def configure_optimizers(self):
-        oc = self.optim_cfg
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": oc.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr, betas=tuple(oc.betas))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_lambda(s, oc.warmup_steps, oc.max_steps, oc.min_lr_ratio))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_adamw(self.model, self.optim_cfg)
 
 
 class VALLEDataModule(_lightning().LightningDataModule):

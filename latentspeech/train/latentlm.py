@@ -51,6 +51,12 @@ class DataConfig:
     num_workers: int = 0
     guard_margin: float = 1.25
 
+    def validate(self) -> None:
+        if self.single_utt_prompt not in ("self_crop", "skip"):
+            raise ConfigError(f"data.single_utt_prompt must be self_crop or skip, got {self.single_utt_prompt!r}")
+        if self.prompt_seconds[0] > self.prompt_seconds[1] or self.prompt_seconds[0] <= 0:
+            raise ConfigError(f"data.prompt_seconds must be (min, max) with 0 < min <= max, got {self.prompt_seconds}")
+
 
 @dataclass
 class OptimConfig:
@@ -83,10 +89,7 @@ class LatentLMTrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def validate(self) -> None:
-        if self.data.single_utt_prompt not in ("self_crop", "skip"):
-            raise ConfigError(f"data.single_utt_prompt must be self_crop or skip, got {self.data.single_utt_prompt!r}")
-        if self.data.prompt_seconds[0] > self.data.prompt_seconds[1] or self.data.prompt_seconds[0] <= 0:
-            raise ConfigError(f"data.prompt_seconds must be (min, max) with 0 < min <= max, got {self.data.prompt_seconds}")
+        self.data.validate()
 
 
 def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:

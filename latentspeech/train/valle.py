@@ -51,11 +51,7 @@ class VALLETrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def validate(self) -> None:
-        if self.data.single_utt_prompt not in ("self_crop", "skip"):
-            raise ConfigError(f"data.single_utt_prompt must be self_crop or skip, got {self.data.single_utt_prompt!r}")
-        if self.data.prompt_seconds[0] > self.data.prompt_seconds[1] or self.data.prompt_seconds[0] <= 0:
-            raise ConfigError(
-                f"data.prompt_seconds must be (min, max) with 0 < min <= max, got {self.data.prompt_seconds}")
+        self.data.validate()
 
 
 def collate_valle(examples: Sequence[dict], pad_id: int = 0, num_quantizers: int | None = None) -> VALLEBatch:

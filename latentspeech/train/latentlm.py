@@ -185,7 +185,7 @@ class LatentLMDataModule(_lightning().LightningDataModule):
         return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
 
 
-class _EpochSetter(_lightning().Callback):
+class EpochSetter(_lightning().Callback):
     """Gives the dataset the epoch, so prompt choices differ per epoch but stay reproducible."""
 
     def on_train_epoch_start(self, trainer, pl_module):
@@ -300,7 +300,7 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
         log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
         check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
         logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
-        callbacks=[ckpt, _EpochSetter(), _Exporter(out_dir / "model", tc.ckpt_every_steps, codec_dir, meta)],
+        callbacks=[ckpt, EpochSetter(), _Exporter(out_dir / "model", tc.ckpt_every_steps, codec_dir, meta)],
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
     )
     last = out_dir / "checkpoints" / "last.ckpt"

@@ -35,7 +35,7 @@ import torch
 from ..baseline.valle import VALLE, VALLEBatch, VALLEConfig, save_valle
 from ..config import load_yaml, to_dict
 from ..errors import ConfigError, DataDirError
-from .latentlm import DataConfig, OptimConfig, TrainerConfig, configure_adamw
+from .latentlm import DataConfig, EpochSetter, OptimConfig, TrainerConfig, configure_adamw
 
 __all__ = ["VALLETrainConfig", "VALLEModule", "VALLEDataModule", "collate_valle", "code_source", "train_valle",
            "export_valle"]
@@ -159,13 +159,6 @@ class VALLEDataModule(_lightning().LightningDataModule):
         return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
 
 
-class _EpochSetter(_lightning().Callback):
-    """Gives the dataset the epoch, so prompt choices differ per epoch but stay reproducible."""
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        trainer.datamodule.train_set.set_epoch(trainer.current_epoch)
-
-
 class _Exporter(_lightning().Callback):
     """Writes the model dir every ``every`` steps (rank 0) and at the end of training."""
 
@@ -269,7 +262,7 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
         log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
         check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
         logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
-        callbacks=[ckpt, _EpochSetter(), _Exporter(out_dir / "model", tc.ckpt_every_steps, codec_dir, vocab, meta)],
+        callbacks=[ckpt, EpochSetter(), _Exporter(out_dir / "model", tc.ckpt_every_steps, codec_dir, vocab, meta)],
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
     )
     last = out_dir / "checkpoints" / "last.ckpt"

@@ -68,13 +68,29 @@ def _backend_class(kind: str, path: Path):
     return target
 
 
-class LatentLMBackend:
+class SpeechBackend:
+    """What every TTS backend holds: its model, the codec of its model dir, the text front end
+    built from the dir's phone vocabulary, the dir's meta and path."""
+
+    def __init__(self, model, codec, frontend, meta: dict, path: Path | None = None):
+        self.model, self.codec, self.frontend, self.meta, self.path = model, codec, frontend, meta, path
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec.sample_rate)
+
+    @property
+    def max_prompt_seconds(self) -> float:
+        return float(self.model.cfg.max_prompt_seconds)
+
+
+class LatentLMBackend(SpeechBackend):
     """Runs a LatentLM model dir: phones → LatentLM → latents → its own ``codec/`` → waveform."""
 
     kind = "latentlm"
 
     def __init__(self, model, codec, frontend, meta: dict, path: Path | None = None):
-        self.model, self.codec, self.frontend, self.meta, self.path = model, codec, frontend, meta, path
+        super().__init__(model, codec, frontend, meta, path)
         if codec.latent_dim != model.cfg.latent_dim:
             raise CheckpointError(f"{path}: codec latent_dim {codec.latent_dim} != model latent_dim {model.cfg.latent_dim}")
         infer = meta.get("inference") or {}
@@ -97,14 +113,6 @@ class LatentLMBackend:
         except Exception as e:  # ConfigError: incompatible or missing vocabulary
             raise CheckpointError(f"{md.path}: {e}") from None
         return cls(model, codec, TextFrontend(vocab), md.meta, md.path)
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.codec.sample_rate)
-
-    @property
-    def max_prompt_seconds(self) -> float:
-        return float(self.model.cfg.max_prompt_seconds)
 
     @property
     def device(self):

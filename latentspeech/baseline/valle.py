@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..api import SpeechBackend
 from ..errors import CheckpointError, ConfigError
 from ..lm.transformer import Transformer, TransformerConfig
 
@@ -613,7 +614,7 @@ DEFAULT_RAS_WINDOW = 10  # VALL-E 2's repetition-aware sampling: window K = 10, 
 DEFAULT_RAS_THRESHOLD = 0.1
 
 
-class VALLEBackend:
+class VALLEBackend(SpeechBackend):
     """Runs a VALL-E model dir for :class:`latentspeech.api.TTS` (kind ``valle``).
 
     phones → AR (sampled: temperature, top-k, top-p, repetition-aware) + NAR (greedy) → codes → the dir's own
@@ -624,7 +625,7 @@ class VALLEBackend:
     kind = KIND
 
     def __init__(self, model: VALLE, codec, frontend, meta: dict, path: Path | None = None):
-        self.model, self.codec, self.frontend, self.meta, self.path = model, codec, frontend, meta, path
+        super().__init__(model, codec, frontend, meta, path)
         infer = meta.get("inference") or {}
         self.top_k = int(infer.get("top_k", DEFAULT_TOP_K))
         self.top_p = float(infer.get("top_p", DEFAULT_TOP_P))
@@ -640,14 +641,6 @@ class VALLEBackend:
         if vocab is None:
             raise CheckpointError(f"{path}: no phone vocabulary in config.yaml meta (phone_vocab)")
         return cls(model, codec, TextFrontend(vocab), meta, Path(path))
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.codec.sample_rate)
-
-    @property
-    def max_prompt_seconds(self) -> float:
-        return float(self.model.cfg.max_prompt_seconds)
 
     @property
     def device(self):

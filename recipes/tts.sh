@@ -55,6 +55,8 @@ latentlm_config=""      # default: $conf_dir/latentlm.yaml
 valle_config=""         # default: $conf_dir/valle.yaml
 pretrained_codec=""     # a codec name or model dir: skip stage 3 training and use it
 pretrained_codec_rvq="" # the same for the baseline's RVQ codec
+package_dtype=float16   # stage 9: precision of the packaged weights (float16 halves the size; float32)
+codec_rvq_init=true     # stage 6: start the RVQ codec from the σ-VAE codec's trained trunk (--init-from)
 codec_train_args=""     # extra arguments of `latentspeech codec train`
 latentlm_train_args=""  # extra arguments of `latentspeech train latentlm`
 valle_train_args=""     # extra arguments of `latentspeech train valle`
@@ -315,6 +317,7 @@ if stage_on 6 && [ "$run_baseline" = true ]; then
     train_model 6 codec_rvq "$codec_rvq_config" "$expdir/codec_rvq" \
       $(for s in $codec_train_sets; do echo "$expdir/data_prep/$s.done"; done) -- \
       latentspeech codec train --config "$codec_rvq_config" $(data_args --data $codec_train_sets) \
+      $([ "$codec_rvq_init" = true ] && echo --init-from "$codec_model") \
       --out "$expdir/codec_rvq" $codec_train_args
   fi
   need_cli 6 codec extract
@@ -425,7 +428,7 @@ if stage_on 9; then
   for unit in $eval_units; do
     [ -f "$expdir/decode/$unit/summary.tsv" ] && summaries+=(--results "$unit=$expdir/decode/$unit/summary.tsv")
   done
-  python3 "$utils/package_models.py" --out "$expdir/packed" --recipe "$PWD" \
+  python3 "$utils/package_models.py" --out "$expdir/packed" --recipe "$PWD" --dtype "$package_dtype" \
     --train-data "$dumpdir/raw/$train_set" "${summaries[@]}" "${models[@]}" \
     || die "stage 9: packaging failed"
 fi

@@ -269,3 +269,29 @@ def test_cli_train_runs(tmp_path, data_dir):
                  "--out", str(tmp_path / "exp"), "--max-steps", "2", "--no-progress"]) == 0
     assert (tmp_path / "exp" / "model" / "model.safetensors").is_file()
     assert main(["codec", "stats", "--model", str(tmp_path / "exp" / "model")]) == 0
+
+
+def test_rvq_codec_starts_from_a_trained_sigma_trunk(tmp_path, data_dir):
+    """init.from_model copies encoder + decoder, k-means sets the codebooks, the encoder stays fixed."""
+    torch.manual_seed(0)
+    src = AudioCodec(from_dict(CodecConfig, tiny_model("sigma")))
+    src_dir = save_codec(src.eval(), tmp_path / "sigma")
+    cfg = _train_cfg(tmp_path)
+    cfg.model = from_dict(CodecConfig, tiny_model("rvq"))
+    cfg.init.from_model = str(src_dir)
+    cfg.init.freeze_encoder = True
+    cfg.init.codebook_batches = 2
+    model_dir = train_codec(cfg, [data_dir], tmp_path / "rvq", max_steps=2, progress=False)
+    rvq = load_codec(model_dir)
+    for k, v in src.encoder.state_dict().items():
+        assert torch.equal(rvq.encoder.state_dict()[k], v), k  # copied and frozen
+    dec = [k for k, v in src.decoder.state_dict().items() if not torch.equal(rvq.decoder.state_dict()[k], v)]
+    assert dec  # the decoder fine-tuned
+    codes = rvq.encode_codes(torch.from_numpy(voiced(7, 0.5))[None])
+    assert codes.shape[1] == 2 and int(codes.max()) < 16
+    # a trunk that does not match is a clear error
+    bad = tiny_model("rvq")
+    bad["encoder"] = {"dim": 16, "blocks": [1, 1, 1]}
+    cfg.model = from_dict(CodecConfig, bad)
+    with pytest.raises(Exception, match="init.from_model"):
+        train_codec(cfg, [data_dir], tmp_path / "bad", max_steps=1, progress=False)

@@ -71,12 +71,20 @@ def test_layout_positions_restart_per_segment():
     g = LatentLM(tiny_config(position_mode="global"))
     pk = g._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
     assert pk.positions[0, :14].tolist() == list(range(14))
+    # phone positions spread to the frame rate: phone k at round(1.8 k)
+    sc = LatentLM(tiny_config(phone_position_scale=1.8))
+    pk = sc._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    assert pk.positions[0, :14].tolist() == [0, 1, 2, 3, 0, 2, 4, 0, 1, 2, 3, 4, 5, 6]
+    assert pk.positions[1, 4:8].tolist() == [0, 2, 4, 5]
+    with pytest.raises(ConfigError, match="phone_position_scale"):
+        tiny_config(phone_position_scale=0.0).validate()
 
 
-def test_incremental_decoding_matches_training_forward():
+@pytest.mark.parametrize("scale", [1.0, 1.8])
+def test_incremental_decoding_matches_training_forward(scale):
     """Left-padded prefix + KV cache + fed-back frames = the right-padded training forward."""
     torch.manual_seed(1)
-    model = LatentLM(tiny_config()).eval()
+    model = LatentLM(tiny_config(phone_position_scale=scale)).eval()
     ex = four_utterances()[1:4]
     ex[2] = dict(ex[2], prompt=torch.zeros(0, D), phones=[])  # a CFG-dropped (unconditional) row
     b = collate_lm(ex)

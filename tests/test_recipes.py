@@ -428,6 +428,15 @@ def test_pairs_summary_and_packaging(tmp_path):
     card = (packed / "README.md").read_text()
     assert "`latentlm`" in card and "| transformer.n_layers | 1 |" in card and "| latentlm | 4 | 0.1250 | 0.6100 |" in card
     assert "6 utterances, 2 speakers" in card
+    # --dtype float16 halves floating-point tensors, nested model dirs included; integers stay
+    save_model_dir(tmp_path / "model", {"w": torch.ones(2), "n": torch.arange(3)}, "latentlm", {"dim": 8})
+    save_model_dir(tmp_path / "model" / "codec", {"w": torch.zeros(1)}, "codec", {"dim": 4})
+    assert package_models.main(["--out", str(tmp_path / "half"), "--dtype", "float16", f"m={tmp_path / 'model'}"]) == 0
+    from safetensors.torch import load_file
+
+    half = load_file(str(tmp_path / "half" / "m" / "model.safetensors"))
+    assert half["w"].dtype == torch.float16 and half["n"].dtype == torch.int64 and half["w"].tolist() == [1.0, 1.0]
+    assert load_file(str(tmp_path / "half" / "m" / "codec" / "model.safetensors"))["w"].dtype == torch.float16
 
 
 @pytest.mark.slow

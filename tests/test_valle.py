@@ -94,6 +94,8 @@ def test_config_validation():
         tiny_config(min_frames=0).validate()
     with pytest.raises(ConfigError, match="frames_per_phone"):
         tiny_config(frames_per_phone=-1.0).validate()
+    with pytest.raises(ConfigError, match="phone_position_scale"):
+        tiny_config(phone_position_scale=-1.0).validate()
 
 
 def test_layout_numbers_each_segment_from_zero():
@@ -102,11 +104,15 @@ def test_layout_numbers_each_segment_from_zero():
     assert x.shape == (2, 5, 4)
     assert pos.tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 0, 1]]
     assert mask.tolist() == [[True, True, True, True, False], [True, False, False, True, True]]
+    emb.append((torch.zeros(2, 4, 4), torch.tensor([4, 4])))  # the second segment (phones) is spread
+    _, pos, _ = _layout(emb, phone_position_scale=1.8)
+    assert pos[0].tolist() == [0, 1, 2, 0, 2, 0, 1, 2, 3]
 
 
-def test_ar_kv_cache_equals_full_forward():
+@pytest.mark.parametrize("scale", [1.0, 1.8])
+def test_ar_kv_cache_equals_full_forward(scale):
     """Teacher-forced logits from one full pass = prefill + one frame at a time (padded batch)."""
-    model = make_model().eval()
+    model = make_model(phone_position_scale=scale).eval()
     batch = random_batch(1)
     with torch.no_grad():
         full, _ = model.ar(batch)  # [B, T+1, K+1]

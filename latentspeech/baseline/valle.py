@@ -57,6 +57,7 @@ from torch import nn
 
 from ..api import SpeechBackend
 from ..errors import CheckpointError, ConfigError
+from ..lm.latentlm import scaled_phone_positions
 from ..lm.transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -108,6 +109,7 @@ class VALLEConfig:
     min_frames: int = 1  # EOS is not allowed before this many frames (no empty output)
     max_frames: int = 1500  # absolute cap of the guard (30 s at 50 Hz)
     max_prompt_seconds: float = 6.0  # longer prompts are cut (inference)
+    phone_position_scale: float = 1.0  # phone k at RoPE position round(k * scale), as in LatentLM
 
     def validate(self) -> None:
         if self.phone_vocab_size < 2 or not 0 <= self.phone_pad_id < self.phone_vocab_size:
@@ -122,6 +124,8 @@ class VALLEConfig:
             raise ConfigError("valle.ar.causal must be true (the AR stage decodes left to right)")
         if self.nar.causal:
             raise ConfigError("valle.nar.causal must be false (the NAR stage sees the whole utterance)")
+        if self.phone_position_scale <= 0:
+            raise ConfigError(f"valle: phone_position_scale must be positive, got {self.phone_position_scale}")
         if self.frames_per_phone is not None and self.frames_per_phone <= 0:
             raise ConfigError(f"valle: frames_per_phone must be positive, got {self.frames_per_phone}")
         if not 1 <= self.min_frames <= self.max_frames or self.guard_min_frames < 0:
@@ -235,16 +239,20 @@ def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _layout(segments: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _layout(segments: list[tuple[torch.Tensor, torch.Tensor]],
+            phone_position_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Concatenate right-padded segments ``(emb [B, S, D], lens [B])`` into one sequence.
 
     Returns (x [B, ΣS, D], positions [B, ΣS] numbered from 0 inside each segment, padding mask).
+    The second segment is the phones: its positions are spread by ``phone_position_scale``
+    (as LatentLM's, :func:`~latentspeech.lm.latentlm.scaled_phone_positions`).
     """
     xs, pos, mask = [], [], []
-    for emb, lens in segments:
+    for i, (emb, lens) in enumerate(segments):
         B, S, _ = emb.shape
         xs.append(emb)
-        pos.append(torch.arange(S, device=emb.device).expand(B, S))
+        index = torch.arange(S, device=emb.device).expand(B, S)
+        pos.append(scaled_phone_positions(index, phone_position_scale) if i == 1 else index)
         mask.append(_lengths_mask(lens, S))
     return torch.cat(xs, 1), torch.cat(pos, 1), torch.cat(mask, 1)
 
@@ -286,7 +294,7 @@ class ARStage(nn.Module):
         targets[torch.arange(B, device=codes0.device), batch.code_lens] = cfg.eos_id
         segments = self._context(batch.phones, batch.phone_lens, batch.prompt[:, 0], batch.prompt_lens)
         segments.append((self.code_emb(speech_in) + self.segment_emb.weight[SPEECH], batch.code_lens + 1))
-        x, pos, mask = _layout(segments)
+        x, pos, mask = _layout(segments, self.cfg.phone_position_scale)
         h = self.transformer(x, positions=pos, padding_mask=mask)
         return self.logits(h[:, -(T + 1):]), targets
 
@@ -307,7 +315,7 @@ class ARStage(nn.Module):
         bos = torch.full((B, 1), self.cfg.bos_id, dtype=torch.long, device=dev)
         ones = torch.ones(B, dtype=torch.long, device=dev)
         segments.append((self.code_emb(bos) + self.segment_emb.weight[SPEECH], ones))
-        x, pos, mask = _layout(segments)
+        x, pos, mask = _layout(segments, self.cfg.phone_position_scale)
         cache = self.transformer.new_cache(B, x.shape[1] + max_new)
         h = self.transformer(x, positions=pos, padding_mask=mask, cache=cache)
         return self.logits(h[:, -1]).float(), cache
@@ -403,7 +411,7 @@ class NARStage(nn.Module):
             (self.embed_levels(prompt, self.cfg.num_quantizers) + seg[PROMPT], prompt_lens),
             (self.phone_emb(phones) + seg[PHONES], phone_lens),
             (speech_emb + seg[SPEECH], code_lens),
-        ])
+        ], self.cfg.phone_position_scale)
         h = self.transformer(x + stage, positions=pos, padding_mask=mask)
         return h[:, -speech_emb.shape[1]:]
 

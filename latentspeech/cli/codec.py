@@ -25,6 +25,8 @@ def register(sub) -> None:
     t.add_argument("--max-steps", type=int, default=None, help="override trainer.max_steps")
     t.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.ckpt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--init-from", default=None, metavar="M",
+                   help="start from this codec's encoder/decoder (sets init.from_model; RVQ codebooks by k-means)")
     t.set_defaults(func=_train)
 
     e = csub.add_parser("encode", help="audio file -> latents .npy (frames x dims)")
@@ -63,6 +65,8 @@ def _train(args: argparse.Namespace) -> int:
     from ..train.codec import CodecTrainConfig, train_codec
 
     cfg = load_config(args.config, CodecTrainConfig)
+    if args.init_from:
+        cfg.init.from_model = args.init_from
     model = train_codec(cfg, args.data, args.out, max_steps=args.max_steps, resume=args.resume,
                         progress=not args.no_progress)
     print(f"codec model: {model}")

@@ -17,7 +17,10 @@ Sequence layout (one row of a batch)::
   RoPE offset between speech frame j and phone k is then j − k whatever the prompt length and
   phone count, which makes the monotonic text-to-speech alignment the same pattern for every
   utterance; paper.md's feasibility run learnt alignment and stopping early this way.
-  ``"global"`` numbers the whole row 0..T-1 instead (for ablations).
+  ``"global"`` numbers the whole row 0..T-1 instead (for ablations). ``phone_position_scale``
+  (≈ frames per phone of the data) spreads phone positions to the speech frame rate, so that the
+  frame saying phone k and phone k sit at about the same position: the alignment becomes a
+  near-diagonal in RoPE offsets (RESULTS.md "alignment aids" measures what it buys).
 * The hidden state at BOS and at every z_j conditions the diffusion head for z_{j+1} and the
   stop head ("does speech end here?": 1 only at z_F).
 * Classifier-free guidance: in training the prompt *and* phones of a row are dropped with
@@ -45,11 +48,25 @@ from ..errors import ConfigError
 from .diffusion import DiffusionHead, DiffusionHeadConfig, diffusion_loss, guided, sample
 from .transformer import Transformer, TransformerConfig
 
-__all__ = ["LatentLMConfig", "LatentLM", "LMBatch", "GenerationOutput", "default_frames_per_phone"]
+__all__ = ["LatentLMConfig", "LatentLM", "LMBatch", "GenerationOutput", "default_frames_per_phone",
+           "scaled_phone_positions"]
 
 PROMPT, PHONES, SPEECH = 0, 1, 2
 #: Length guard of paper.md's feasibility run: 1.5 frames per phone symbol at 12.5 Hz never cut a sentence.
 GUARD_FRAMES_PER_PHONE_12_5HZ = 1.5
+
+
+def scaled_phone_positions(index: torch.Tensor, scale: float) -> torch.Tensor:
+    """RoPE positions of phone tokens: phone ``k`` at ``round(k * scale)``.
+
+    With ``scale`` ≈ the data's mean frames per phone, speech frame ``j`` and the phone it is
+    saying have nearly equal positions, so the monotonic alignment starts out as "attend near
+    relative offset 0", a pattern one RoPE head expresses from the first steps (integer
+    positions keep the RoPE tables exact).
+    """
+    if scale == 1.0:
+        return index
+    return torch.round(index.clamp(min=0).double() * scale).long()
 
 
 def default_frames_per_phone(frame_rate: float) -> float:
@@ -74,6 +91,7 @@ class LatentLMConfig:
     diffusion_steps: int = 1000
     batch_mul: int = 4
     position_mode: Literal["segment", "global"] = "segment"
+    phone_position_scale: float = 1.0  # "segment" mode: phone k sits at RoPE position round(k * scale)
     cfg_drop_prob: float = 0.1
     stop_weight: float = 1.0
     stop_pos_weight: float = 5.0
@@ -90,6 +108,8 @@ class LatentLMConfig:
             raise ConfigError(f"latentlm: cfg_drop_prob must be in [0, 1), got {self.cfg_drop_prob}")
         if self.frame_rate <= 0:
             raise ConfigError(f"latentlm: frame_rate must be positive, got {self.frame_rate}")
+        if self.phone_position_scale <= 0:
+            raise ConfigError(f"latentlm: phone_position_scale must be positive, got {self.phone_position_scale}")
         if not self.transformer.causal:
             raise ConfigError("latentlm: the Transformer must be causal")
         self.head_config().validate()
@@ -212,7 +232,8 @@ class LatentLM(nn.Module):
         x = x + self.segment_emb(seg)  # for target slots: = speech_embedding(z)
         x = x * valid[..., None]
         if self.cfg.position_mode == "segment":
-            pos = torch.where(is_prompt, s, torch.where(is_phone, s - pl, s - start))
+            phone_pos = scaled_phone_positions(s - pl, self.cfg.phone_position_scale)
+            pos = torch.where(is_prompt, s, torch.where(is_phone, phone_pos, s - start))
         else:
             pos = s
         return _Packed(x=x, positions=pos.clamp(min=0), valid=valid, slot=s, speech_start=start[:, 0])

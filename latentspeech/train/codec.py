@@ -40,6 +40,8 @@ __all__ = [
     "train_codec",
     "measure_latent_stats",
     "export_codec",
+    "InitConfig",
+    "init_from_codec",
 ]
 
 
@@ -86,6 +88,23 @@ class AdversarialConfig:
 
 
 @dataclass
+class InitConfig:
+    """Start from a trained codec's trunk (e.g. the RVQ baseline codec from the σ-VAE codec).
+
+    ``from_model``: a codec name or model dir whose encoder and decoder weights are copied (the
+    trunk shapes must match; the bottleneck is this config's own). RVQ codebooks are then set by
+    residual k-means over ``codebook_batches`` batches of encoder outputs, so that training starts
+    from a working codec. ``freeze_encoder`` keeps the copied encoder fixed (only the decoder and
+    the codebooks adapt to quantisation) and its latent statistics, so that latents extracted
+    with the source codec stay valid for the result (e.g. a decoder fine-tuned adversarially).
+    """
+
+    from_model: str | None = None
+    freeze_encoder: bool = False
+    codebook_batches: int = 64
+
+
+@dataclass
 class CodecTrainConfig:
     model: CodecConfig = field(default_factory=CodecConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -93,6 +112,7 @@ class CodecTrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     def validate(self) -> None:
         self.model.validate()
@@ -254,9 +274,46 @@ def export_codec(codec, dataset, out_dir: str | os.PathLike, batches: int = 16, 
     """Measure latent statistics on ``dataset`` and write ``codec`` as a model directory."""
     from ..codec.model import save_codec
 
-    mean, std = measure_latent_stats(codec, dataset, batches, batch_size)
-    codec.set_latent_stats(mean, std)
+    if batches > 0:  # 0: keep the codec's statistics (a frozen encoder, see InitConfig)
+        mean, std = measure_latent_stats(codec, dataset, batches, batch_size)
+        codec.set_latent_stats(mean, std)
     return save_codec(codec, out_dir, meta=meta)
+
+
+@torch.no_grad()
+def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, seed: int = 0) -> dict:
+    """Copy ``init.from_model``'s encoder + decoder into ``codec``; k-means its RVQ codebooks on
+    ``dataset`` crops. Returns a summary (copied tensors, codebook fit) for the log."""
+    from ..checkpoint import load_state_dict_strict
+    from ..codec.bottleneck import ResidualVQ
+    from ..codec.model import load_codec
+
+    src = load_codec(init.from_model)
+    trunk = {k: v for k, v in src.state_dict().items() if k.startswith(("encoder.", "decoder."))}
+    mine = {k: v for k, v in codec.state_dict().items() if not k.startswith(("encoder.", "decoder."))}
+    load_state_dict_strict(codec, {**mine, **trunk}, where=f"{init.from_model} (init.from_model)")
+    info = {"from_model": str(init.from_model), "copied_tensors": len(trunk)}
+    if init.freeze_encoder:  # same encoder, same latents: keep the source's latent statistics
+        codec.encoder.requires_grad_(False)
+        codec.set_latent_stats(src.latent_mean, src.latent_std)
+    if isinstance(codec.bottleneck, ResidualVQ) and dataset is not None and init.codebook_batches > 0:
+        g = torch.Generator().manual_seed(seed)
+        n = min(len(dataset), init.codebook_batches * batch_size)
+        idx = torch.randperm(len(dataset), generator=g)[:n].tolist()
+        device = codec.latent_mean.device
+        feats = []
+        for i in range(0, n, batch_size):
+            wav = torch.stack([dataset[j] for j in idx[i:i + batch_size]]).to(device)
+            h = codec.encoder(codec.pad(wav))
+            feats.append(h.float().transpose(1, 2).reshape(-1, h.shape[1]))
+        residual = torch.cat(feats)
+        energy = residual.square().mean()
+        for cb in codec.bottleneck.codebooks:
+            cb._init(residual)
+            residual = residual - cb.embed[cb.quantize(residual)]
+        info["codebook_vectors"] = int(residual.shape[0])
+        info["residual_energy_ratio"] = round(float(residual.square().mean() / energy), 5)
+    return info
 
 
 def _next_log_version(logs: Path) -> str:
@@ -311,6 +368,9 @@ def train_codec(
     loader = torch.utils.data.DataLoader(dataset, batch_size=d.batch_size, shuffle=True, drop_last=True,
                                          num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
     module = _lightning_module_class()(cfg)
+    if cfg.init.from_model and not (resume and last.exists()):
+        info = init_from_codec(module.codec, cfg.init, dataset, d.batch_size, seed=t.seed)
+        print(f"codec init: {info}", flush=True)
     n_params = sum(p.numel() for p in module.codec.parameters())
     print(f"codec: {n_params / 1e6:.2f} M parameters, {cfg.model.frame_rate:g} Hz, {cfg.model.latent_dim}-d "
           f"{cfg.model.bottleneck.kind} latents", flush=True)
@@ -319,7 +379,8 @@ def train_codec(
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
                         every_n_train_steps=t.checkpoint_every, save_last=True, save_top_k=-1),
-        _export_callback_class()(out, dataset, t.checkpoint_every, t.stats_batches, d.batch_size, meta),
+        _export_callback_class()(out, dataset, t.checkpoint_every, 0 if cfg.init.freeze_encoder else t.stats_batches,
+                                 d.batch_size, meta),
     ]
     if progress:
         from lightning.pytorch.callbacks import TQDMProgressBar

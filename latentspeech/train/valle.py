@@ -217,6 +217,8 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
         from ..text import PhoneVocab
 
         vocab = PhoneVocab()
+    if cfg.trainer.num_threads > 0:
+        torch.set_num_threads(cfg.trainer.num_threads)
     out_dir = Path(out_dir)
     sources = sources if sources is not None else [code_source(d, z, vocab) for d, z in train]
     valid_sources = valid_sources if valid_sources is not None else [code_source(d, z, vocab) for d, z in valid]

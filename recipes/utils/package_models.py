@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Package trained model dirs for release (recipe stage 9): safetensors + config + a model card.
 
-    package_models.py --out exp/packed [--recipe DIR] [--train-data DATA_DIR]
+    package_models.py --out exp/packed [--recipe DIR] [--train-data DATA_DIR] [--dtype float16]
                       [--results SET=SUMMARY.tsv ...] NAME=MODEL_DIR [NAME=MODEL_DIR ...]
 
 Each MODEL_DIR (``model.safetensors`` + ``config.yaml``, see latentspeech.checkpoint) is copied to
 ``OUT/NAME`` with only its safetensors, YAML and JSON files, nested model dirs included (never
 pickled checkpoints, never ``checkpoints/`` or ``logs/``), and a
 README.md model card: kind, version, architecture config, training data (hours, speakers),
-the evaluation summaries, and how to use it.
+the evaluation summaries, and how to use it. ``--dtype float16`` stores floating-point tensors in
+half precision (half the size; loaders compute in float32), as the models bundled in the package.
 """
 
 from __future__ import annotations
@@ -87,8 +88,18 @@ def model_card(name: str, cfg: dict, train_data: str | None, results: dict[str, 
     return "\n".join(lines).rstrip() + "\n"
 
 
+def cast_weights(path: Path, dtype: str) -> None:
+    """Rewrite a safetensors file with its floating-point tensors in ``dtype`` (float16/float32)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    want = getattr(torch, dtype)
+    state = load_file(str(path))
+    save_file({k: (v.to(want) if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(path))
+
+
 def package(name: str, src: Path, out_root: Path, train_data: str | None, results: dict[str, str],
-            recipe: str | None) -> Path:
+            recipe: str | None, dtype: str | None = None) -> Path:
     if not (src / "model.safetensors").is_file() or not (src / "config.yaml").is_file():
         raise SystemExit(f"error: {src} is not a model dir (needs model.safetensors and config.yaml)")
     dst = out_root / name
@@ -100,6 +111,8 @@ def package(name: str, src: Path, out_root: Path, train_data: str | None, result
         if f.is_file() and f.suffix in KEEP_SUFFIXES and not set(rel.parts) & SKIP_DIRS:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, tmp / rel)
+            if dtype and f.suffix == ".safetensors":
+                cast_weights(tmp / rel, dtype)
     (tmp / "README.md").write_text(model_card(name, _yaml(src / "config.yaml"), train_data, results, recipe),
                                    encoding="utf-8")
     shutil.rmtree(dst, ignore_errors=True)
@@ -113,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", default=None)
     ap.add_argument("--train-data", default=None, help="the training data dir (for the card)")
     ap.add_argument("--results", action="append", default=[], metavar="SET=SUMMARY.tsv")
+    ap.add_argument("--dtype", choices=["float32", "float16"], default=None,
+                    help="store floating-point weights in this precision (default: as trained)")
     ap.add_argument("models", nargs="+", metavar="NAME=MODEL_DIR")
     args = ap.parse_args(argv)
     train_data = None
@@ -124,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         results[set_name] = Path(path).read_text(encoding="utf-8")
     for item in args.models:
         name, _, path = item.partition("=")
-        dst = package(name, Path(path), Path(args.out), train_data, results, args.recipe)
+        dst = package(name, Path(path), Path(args.out), train_data, results, args.recipe, args.dtype)
         print(f"packaged {name}: {dst}")
     return 0
 

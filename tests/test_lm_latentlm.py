@@ -198,3 +198,51 @@ def test_minimum_length_overrides_an_eager_stop_head():
     gen = model.generate([[1, 2, 3], [4]], None, steps=1, generator=torch.Generator().manual_seed(0))
     assert [len(z) for z in gen.latents] == [6, 2] and all(gen.stopped)
     assert model.min_length(0) == 1
+
+
+def test_guided_attention_loss_prefers_the_diagonal():
+    from latentspeech.lm.latentlm import guided_attention_loss
+
+    # one row: 2 prompt slots, 4 phones, BOS + 7 frames (8 speech queries, F = 8)
+    P, L, F_ = 2, 4, 8
+    T = P + L + F_
+    slot = torch.arange(T)[None]
+    rel = slot - (P + L)
+    args = (slot, torch.tensor([P]), torch.tensor([L]), rel, torch.tensor([F_]))
+    diag = torch.zeros(1, 1, T, T)
+    anti = torch.zeros(1, 1, T, T)
+    for j in range(F_):
+        diag[0, 0, P + L + j, P + j * L // F_] = 1.0
+        anti[0, 0, P + L + j, P + L - 1 - j * L // F_] = 1.0
+    lo, hi = guided_attention_loss(diag, *args), guided_attention_loss(anti, *args)
+    assert lo < 0.1 < 0.5 < hi
+    # attention outside the phones does not count (renormalised over phones); no phones: no rows
+    diag[0, 0, P + L:, :P] = 5.0
+    assert abs(guided_attention_loss(diag, *args) - lo) < 1e-6
+    assert guided_attention_loss(diag, slot, torch.tensor([P]), torch.tensor([0]), rel, torch.tensor([F_])) == 0
+
+
+def test_guided_attention_training_term_and_explicit_attention_path():
+    torch.manual_seed(0)
+    model = LatentLM(tiny_config(guided_attention_weight=1.0, guided_attention_layer=1, cfg_drop_prob=0.0))
+    b = collate_lm(four_utterances())
+    pk = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    with torch.no_grad():  # the explicit softmax layer computes what SDPA computes
+        h_ref = model.transformer(pk.x, pk.positions, pk.valid)
+        h, att = model.transformer(pk.x, pk.positions, pk.valid, attention_layer=1)
+    assert (h - h_ref).abs().max() < 1e-5 and att.shape == (4, 4, pk.x.shape[1], pk.x.shape[1])
+    assert torch.allclose(att.sum(-1), torch.ones(()), atol=1e-5)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    guides = []
+    for _ in range(60):
+        out = model.loss(b, generator=g)
+        guides.append(float(out["guide"]))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert guides[-1] < 0.5 * guides[0]
+    model.eval()
+    assert "guide" not in model.loss(b)  # a training-only term
+    with pytest.raises(ConfigError, match="guided_attention_layer"):
+        tiny_config(guided_attention_weight=1.0, guided_attention_layer=5).validate()

@@ -291,3 +291,16 @@ def test_model_dir_with_codec_and_vocab(tmp_path):
     save_valle(bad, tmp_path / "bad", codec=codec, vocab=vocab)
     with pytest.raises(CheckpointError, match="codes"):
         load_valle(tmp_path / "bad")
+
+
+def test_guided_attention_in_the_ar_stage():
+    model = make_model(guided_attention_weight=1.0, guided_attention_layer=0, phone_position_scale=1.5)
+    model.train()
+    batch = random_batch(1)
+    loss, stats = model.ar.loss(batch)
+    assert 0.0 < float(stats["ar_guide"]) < 1.0 and loss.requires_grad
+    model.eval()
+    _, stats = model.ar.loss(batch)
+    assert "ar_guide" not in stats  # training only
+    with pytest.raises(ConfigError, match="guided_attention_layer"):
+        tiny_config(guided_attention_weight=1.0, guided_attention_layer=9).validate()

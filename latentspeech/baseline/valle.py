@@ -57,7 +57,7 @@ from torch import nn
 
 from ..api import SpeechBackend
 from ..errors import CheckpointError, ConfigError
-from ..lm.latentlm import scaled_phone_positions
+from ..lm.latentlm import guided_attention_loss, scaled_phone_positions
 from ..lm.transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -110,6 +110,10 @@ class VALLEConfig:
     max_frames: int = 1500  # absolute cap of the guard (30 s at 50 Hz)
     max_prompt_seconds: float = 6.0  # longer prompts are cut (inference)
     phone_position_scale: float = 1.0  # phone k at RoPE position round(k * scale), as in LatentLM
+    # guided attention in the AR stage's layer ``guided_attention_layer`` (as LatentLMConfig; 0 = off)
+    guided_attention_weight: float = 0.0
+    guided_attention_layer: int = 1
+    guided_attention_sigma: float = 0.2
 
     def validate(self) -> None:
         if self.phone_vocab_size < 2 or not 0 <= self.phone_pad_id < self.phone_vocab_size:
@@ -124,6 +128,11 @@ class VALLEConfig:
             raise ConfigError("valle.ar.causal must be true (the AR stage decodes left to right)")
         if self.nar.causal:
             raise ConfigError("valle.nar.causal must be false (the NAR stage sees the whole utterance)")
+        if self.guided_attention_weight < 0 or self.guided_attention_sigma <= 0:
+            raise ConfigError("valle: guided_attention_weight must be >= 0 and guided_attention_sigma > 0")
+        if self.guided_attention_weight > 0 and not 0 <= self.guided_attention_layer < self.ar.n_layers:
+            raise ConfigError(f"valle: guided_attention_layer {self.guided_attention_layer} is not an AR layer "
+                              f"(the AR Transformer has {self.ar.n_layers})")
         if self.phone_position_scale <= 0:
             raise ConfigError(f"valle: phone_position_scale must be positive, got {self.phone_position_scale}")
         if self.frames_per_phone is not None and self.frames_per_phone <= 0:
@@ -281,8 +290,9 @@ class ARStage(nn.Module):
         seg = self.segment_emb.weight
         return [(self.code_emb(prompt0) + seg[PROMPT], prompt_lens), (self.phone_emb(phones) + seg[PHONES], phone_lens)]
 
-    def forward(self, batch: VALLEBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced logits ``[B, T+1, K+1]`` at the speech positions and their targets ``[B, T+1]``."""
+    def forward(self, batch: VALLEBatch, attention_layer: int | None = None):
+        """Teacher-forced logits ``[B, T+1, K+1]`` at the speech positions and their targets ``[B, T+1]``
+        (plus that layer's attention probabilities with ``attention_layer``)."""
         cfg = self.cfg
         codes0 = batch.codes[:, 0]
         B, T = codes0.shape
@@ -295,15 +305,32 @@ class ARStage(nn.Module):
         segments = self._context(batch.phones, batch.phone_lens, batch.prompt[:, 0], batch.prompt_lens)
         segments.append((self.code_emb(speech_in) + self.segment_emb.weight[SPEECH], batch.code_lens + 1))
         x, pos, mask = _layout(segments, self.cfg.phone_position_scale)
+        if attention_layer is not None:
+            h, att = self.transformer(x, positions=pos, padding_mask=mask, attention_layer=attention_layer)
+            return self.logits(h[:, -(T + 1):]), targets, att
         h = self.transformer(x, positions=pos, padding_mask=mask)
         return self.logits(h[:, -(T + 1):]), targets
 
     def loss(self, batch: VALLEBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits, targets = self(batch)
+        cfg = self.cfg
+        guide = cfg.guided_attention_weight > 0 and self.training
+        if guide:
+            logits, targets, att = self(batch, attention_layer=cfg.guided_attention_layer)
+        else:
+            logits, targets = self(batch)
         loss = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE)
         keep = targets != IGNORE
         acc = (logits.argmax(-1) == targets)[keep].float().mean()
-        return loss, {"ar_acc": acc.detach()}
+        stats = {"ar_acc": acc.detach()}
+        if guide:  # segments are right-padded one by one: prompt slots [0, P), phones [P, P + L), speech after
+            P, L = batch.prompt.shape[-1], batch.phones.shape[1]
+            B, T = batch.codes.shape[0], att.shape[-1]
+            slot = torch.arange(T, device=att.device)[None].expand(B, T)
+            g = guided_attention_loss(att, slot, torch.full_like(batch.phone_lens, P), batch.phone_lens,
+                                      slot - (P + L), batch.code_lens + 1, cfg.guided_attention_sigma)
+            loss = loss + cfg.guided_attention_weight * g
+            stats["ar_guide"] = g.detach()
+        return loss, stats
 
     def start(self, phones: torch.Tensor, phone_lens: torch.Tensor, prompt0: torch.Tensor, prompt_lens: torch.Tensor,
               max_new: int):

@@ -49,7 +49,7 @@ from .diffusion import DiffusionHead, DiffusionHeadConfig, diffusion_loss, guide
 from .transformer import Transformer, TransformerConfig
 
 __all__ = ["LatentLMConfig", "LatentLM", "LMBatch", "GenerationOutput", "default_frames_per_phone",
-           "scaled_phone_positions"]
+           "scaled_phone_positions", "guided_attention_loss"]
 
 PROMPT, PHONES, SPEECH = 0, 1, 2
 #: Length guard of paper.md's feasibility run: 1.5 frames per phone symbol at 12.5 Hz never cut a sentence.
@@ -67,6 +67,33 @@ def scaled_phone_positions(index: torch.Tensor, scale: float) -> torch.Tensor:
     if scale == 1.0:
         return index
     return torch.round(index.clamp(min=0).double() * scale).long()
+
+
+def guided_attention_loss(att: torch.Tensor, slot: torch.Tensor, prompt_lens: torch.Tensor,
+                          phone_lens: torch.Tensor, rel: torch.Tensor, target_lens: torch.Tensor,
+                          sigma: float = 0.2) -> torch.Tensor:
+    """Guided attention penalty of right-padded rows (see :class:`LatentLMConfig`).
+
+    att: [B, H, T, T] attention probabilities; slot: [B, T] slot indices; rel: [B, T] speech index
+    (0 at BOS). Speech query j of F (BOS … z_{F-1}) and phone k of L: the attention over the row's
+    phones is renormalised and weighted by 1 - exp(-((k+½)/L - (j+½)/F)² / 2σ²); rows without
+    phones (CFG-dropped) are skipped. Returns the mean over heads and queries (0 = on the diagonal).
+    """
+    B = att.shape[0]
+    pl, ll, fl = prompt_lens[:, None], phone_lens[:, None], target_lens[:, None]
+    k_idx = slot - pl  # phone index of each key slot
+    is_phone = (k_idx >= 0) & (k_idx < ll)  # [B, T]
+    is_query = (rel >= 0) & (rel < fl) & (ll > 0)  # [B, T]
+    if not bool(is_query.any()):
+        return att.sum() * 0.0
+    k_frac = (k_idx.float() + 0.5) / ll.clamp(min=1).float()
+    q_frac = (rel.float() + 0.5) / fl.clamp(min=1).float()
+    w = 1.0 - torch.exp(-(k_frac[:, None, :] - q_frac[:, :, None]) ** 2 / (2 * sigma ** 2))  # [B, Tq, Tk]
+    a = att * is_phone[:, None, None, :]
+    a = a / a.sum(-1, keepdim=True).clamp(min=1e-6)
+    per_query = (a * w[:, None]).sum(-1)  # [B, H, Tq]
+    mask = is_query[:, None, :].expand_as(per_query)
+    return per_query[mask].mean()
 
 
 def default_frames_per_phone(frame_rate: float) -> float:
@@ -94,6 +121,12 @@ class LatentLMConfig:
     phone_position_scale: float = 1.0  # "segment" mode: phone k sits at RoPE position round(k * scale)
     cfg_drop_prob: float = 0.1
     stop_weight: float = 1.0
+    # Guided attention (Tachibana et al., 2018), a training-only alignment aid: the attention of layer
+    # ``guided_attention_layer`` from speech frames to phones, renormalised over the phones, pays
+    # 1 - exp(-(k/L - j/F)² / 2σ²) for looking far from the diagonal. 0 disables it.
+    guided_attention_weight: float = 0.0
+    guided_attention_layer: int = 1
+    guided_attention_sigma: float = 0.2
     stop_pos_weight: float = 5.0
     stop_threshold: float = 0.5
     frames_per_phone: float | None = None  # length guard; None: default_frames_per_phone(frame_rate)
@@ -108,6 +141,11 @@ class LatentLMConfig:
             raise ConfigError(f"latentlm: cfg_drop_prob must be in [0, 1), got {self.cfg_drop_prob}")
         if self.frame_rate <= 0:
             raise ConfigError(f"latentlm: frame_rate must be positive, got {self.frame_rate}")
+        if self.guided_attention_weight < 0 or self.guided_attention_sigma <= 0:
+            raise ConfigError("latentlm: guided_attention_weight must be >= 0 and guided_attention_sigma > 0")
+        if self.guided_attention_weight > 0 and not 0 <= self.guided_attention_layer < self.transformer.n_layers:
+            raise ConfigError(f"latentlm: guided_attention_layer {self.guided_attention_layer} is not a layer "
+                              f"(the Transformer has {self.transformer.n_layers})")
         if self.phone_position_scale <= 0:
             raise ConfigError(f"latentlm: phone_position_scale must be positive, got {self.phone_position_scale}")
         if not self.transformer.causal:
@@ -253,7 +291,11 @@ class LatentLM(nn.Module):
             keep = (u >= cfg.cfg_drop_prob).long()
             plens, llens = plens * keep, llens * keep
         pk = self._pack(batch.prompt, plens, batch.phones, llens, batch.target, batch.target_lens, left_pad=False)
-        h = self.transformer(pk.x, pk.positions, pk.valid)
+        guide = cfg.guided_attention_weight > 0 and self.training
+        if guide:
+            h, att = self.transformer(pk.x, pk.positions, pk.valid, attention_layer=cfg.guided_attention_layer)
+        else:
+            h = self.transformer(pk.x, pk.positions, pk.valid)
         rel = pk.slot - pk.speech_start[:, None]  # 0 at BOS, j at z_j
         flens = batch.target_lens[:, None]
         # diffusion: h at BOS, z_1 … z_{F-1} predicts z_1 … z_F
@@ -270,7 +312,12 @@ class LatentLM(nn.Module):
         diff_mean = diff.mean()
         with torch.no_grad():
             stop_acc = ((logits > 0).float() == labels).float().mean()
-        return {"loss": diff_mean + cfg.stop_weight * stop, "diff": diff_mean, "stop": stop, "stop_acc": stop_acc}
+        out = {"loss": diff_mean + cfg.stop_weight * stop, "diff": diff_mean, "stop": stop, "stop_acc": stop_acc}
+        if guide:
+            out["guide"] = guided_attention_loss(att, pk.slot, plens, llens, rel, batch.target_lens,
+                                                 cfg.guided_attention_sigma)
+            out["loss"] = out["loss"] + cfg.guided_attention_weight * out["guide"]
+        return out
 
     def forward(self, batch: LMBatch) -> torch.Tensor:
         return self.loss(batch)["loss"]

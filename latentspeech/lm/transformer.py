@@ -167,7 +167,9 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.dim, self.n_kv * self.hd, bias=False)
         self.wo = nn.Linear(self.n_heads * self.hd, cfg.dim, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int):
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int, keep_probs: bool = False):
+        """``keep_probs``: compute the softmax explicitly and also return the probabilities
+        [B, H, T, S] (differentiable; for attention losses in training)."""
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
         k = self.wk(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
@@ -182,6 +184,15 @@ class Attention(nn.Module):
             rep = self.n_heads // self.n_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         drop = self.dropout if self.training else 0.0
+        if keep_probs:
+            scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(self.hd)
+            if mask is None:
+                S = k.shape[2]
+                mask = torch.ones(T, S, dtype=torch.bool, device=x.device)
+                mask = torch.tril(mask, diagonal=S - T) if self.causal else mask
+            probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+            y = F.dropout(probs, drop, self.training).type_as(v) @ v
+            return self.wo(y.transpose(1, 2).reshape(B, T, -1)), probs
         if mask is None:  # no padding, no cache: let SDPA pick its fused causal kernel
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop)
         else:
@@ -211,9 +222,12 @@ class Block(nn.Module):
         self.ffn = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cos, sin, mask, cache, layer):
-        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, mask, cache, layer))
-        return x + self.drop(self.ffn(self.ffn_norm(x)))
+    def forward(self, x, cos, sin, mask, cache, layer, keep_probs: bool = False):
+        a = self.attn(self.attn_norm(x), cos, sin, mask, cache, layer, keep_probs)
+        a, probs = a if keep_probs else (a, None)
+        x = x + self.drop(a)
+        x = x + self.drop(self.ffn(self.ffn_norm(x)))
+        return (x, probs) if keep_probs else x
 
 
 class Transformer(nn.Module):
@@ -248,9 +262,12 @@ class Transformer(nn.Module):
                        self.cfg.head_dim, dtype or ref.dtype, device or ref.device)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None,
-                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+                padding_mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                attention_layer: int | None = None):
         """x: [B, T, dim]; positions: LongTensor [B, T]; padding_mask: BoolTensor [B, T], True = real
-        token; cache: appends these T tokens to it. Returns [B, T, dim] after the final RMSNorm."""
+        token; cache: appends these T tokens to it. Returns [B, T, dim] after the final RMSNorm;
+        with ``attention_layer=i``, also layer i's attention probabilities [B, H, T, T]
+        (differentiable: an explicit softmax in that layer, SDPA in the others)."""
         B, T, _ = x.shape
         start = cache.length if cache is not None else 0
         if cache is not None:
@@ -269,11 +286,15 @@ class Transformer(nn.Module):
         if cache is not None:
             cache.next_pos = positions[:, -1] + 1
         h = self.drop(x)
+        probs = None
         for i, layer in enumerate(self.layers):
-            h = layer(h, cos, sin, mask, cache, i)
+            if i == attention_layer:
+                h, probs = layer(h, cos, sin, mask, cache, i, keep_probs=True)
+            else:
+                h = layer(h, cos, sin, mask, cache, i)
         if cache is not None:
             cache.length = start + T
-        return self.norm(h)
+        return (self.norm(h), probs) if attention_layer is not None else self.norm(h)
 
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor, positions: torch.Tensor | None = None,

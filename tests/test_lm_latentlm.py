@@ -246,3 +246,18 @@ def test_guided_attention_training_term_and_explicit_attention_path():
     assert "guide" not in model.loss(b)  # a training-only term
     with pytest.raises(ConfigError, match="guided_attention_layer"):
         tiny_config(guided_attention_weight=1.0, guided_attention_layer=5).validate()
+
+
+def test_corrupted_teacher_forcing_only_in_training():
+    torch.manual_seed(0)
+    model = LatentLM(tiny_config(input_noise=0.3, input_dropout=0.3))
+    b = collate_lm(four_utterances())
+    args = (b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens)
+    model.train()
+    a, c = model._pack(*args, left_pad=False), model._pack(*args, left_pad=False)
+    prefix = int(b.prompt_lens[0] + b.phone_lens[0]) + 1  # prompt, phones and BOS are never corrupted
+    assert torch.equal(a.x[0, :prefix], c.x[0, :prefix]) and not torch.equal(a.x, c.x)
+    model.eval()
+    assert torch.equal(model._pack(*args, left_pad=False).x, model._pack(*args, left_pad=False).x)
+    with pytest.raises(ConfigError, match="input_dropout"):
+        tiny_config(input_dropout=1.0).validate()

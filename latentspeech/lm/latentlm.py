@@ -127,6 +127,12 @@ class LatentLMConfig:
     guided_attention_weight: float = 0.0
     guided_attention_layer: int = 1
     guided_attention_sigma: float = 0.2
+    # Corrupted teacher forcing (training only): the fed-back target latents get Gaussian noise of
+    # std ``input_noise`` (normalised units) and their input embeddings dropout ``input_dropout``
+    # (as Tacotron's pre-net), so the model cannot just continue the previous frame and must read
+    # the phones; it also sees inputs as imperfect as its own samples.
+    input_noise: float = 0.0
+    input_dropout: float = 0.0
     stop_pos_weight: float = 5.0
     stop_threshold: float = 0.5
     frames_per_phone: float | None = None  # length guard; None: default_frames_per_phone(frame_rate)
@@ -141,6 +147,9 @@ class LatentLMConfig:
             raise ConfigError(f"latentlm: cfg_drop_prob must be in [0, 1), got {self.cfg_drop_prob}")
         if self.frame_rate <= 0:
             raise ConfigError(f"latentlm: frame_rate must be positive, got {self.frame_rate}")
+        if self.input_noise < 0 or not 0 <= self.input_dropout < 1:
+            raise ConfigError(f"latentlm: need input_noise >= 0 and 0 <= input_dropout < 1 "
+                              f"(got {self.input_noise}, {self.input_dropout})")
         if self.guided_attention_weight < 0 or self.guided_attention_sigma <= 0:
             raise ConfigError("latentlm: guided_attention_weight must be >= 0 and guided_attention_sigma > 0")
         if self.guided_attention_weight > 0 and not 0 <= self.guided_attention_layer < self.transformer.n_layers:
@@ -265,7 +274,12 @@ class LatentLM(nn.Module):
         if Fm > 0:
             idx = (s - start - 1).clamp(0, Fm - 1)
             lat = torch.gather(target, 1, idx[..., None].expand(B, T, target.shape[-1]))
-            x = torch.where(is_target[..., None], self.latent_in(lat), x)
+            if self.training and self.cfg.input_noise > 0:
+                lat = lat + self.cfg.input_noise * torch.randn_like(lat)
+            emb = self.latent_in(lat)
+            if self.training and self.cfg.input_dropout > 0:
+                emb = F.dropout(emb, self.cfg.input_dropout, training=True)
+            x = torch.where(is_target[..., None], emb, x)
         seg = torch.where(is_prompt, PROMPT, torch.where(is_phone, PHONES, SPEECH))
         x = x + self.segment_emb(seg)  # for target slots: = speech_embedding(z)
         x = x * valid[..., None]

@@ -43,6 +43,7 @@ __all__ = ["TTS", "LatentLMBackend", "BACKENDS", "register_backend", "MAX_TEXT_C
 MAX_TEXT_CHARS = 20000
 DEFAULT_STEPS = 10
 DEFAULT_CFG = 2.0
+DEFAULT_TEMPERATURE = 1.0
 DEFAULT_PAUSE = 0.3
 
 #: kind → "module:Class" of its backend.
@@ -96,6 +97,7 @@ class LatentLMBackend(SpeechBackend):
         infer = meta.get("inference") or {}
         self.default_steps = int(infer.get("steps", DEFAULT_STEPS))
         self.default_cfg = float(infer.get("cfg", DEFAULT_CFG))
+        self.default_temperature = float(infer.get("temperature", DEFAULT_TEMPERATURE))
 
     @classmethod
     def load(cls, path: Path, device=None) -> "LatentLMBackend":
@@ -127,13 +129,14 @@ class LatentLMBackend(SpeechBackend):
         return z[0].transpose(0, 1).contiguous()
 
     def synthesize(self, sentences: Sequence[str], prompt_wav: np.ndarray, *, steps: int | None = None,
-                   cfg: float | None = None, temperature: float = 1.0, generator=None, batch_size: int = 8,
+                   cfg: float | None = None, temperature: float | None = None, generator=None, batch_size: int = 8,
                    progress: bool | None = None) -> list[np.ndarray]:
         import torch
         from tqdm.auto import tqdm
 
         steps = steps or self.default_steps
         cfg = self.default_cfg if cfg is None else float(cfg)
+        temperature = self.default_temperature if temperature is None else float(temperature)
         ids = self.frontend.encode_batch(list(sentences))
         prompt = self.encode_prompt(prompt_wav)
         room = self.model.cfg.transformer.max_seq_len - prompt.shape[0] - 2
@@ -211,14 +214,15 @@ class TTS:
         return sentences
 
     def speak(self, text: str, prompt, sample_rate: int | None = None, steps: int | None = None,
-              cfg: float | None = None, seed: int | None = None, temperature: float = 1.0, batch_size: int = 8,
+              cfg: float | None = None, seed: int | None = None, temperature: float | None = None, batch_size: int = 8,
               pause: float = DEFAULT_PAUSE, progress: bool | None = None) -> tuple[np.ndarray, int]:
         """Synthesize ``text`` in the voice of ``prompt`` → (float32 mono waveform, sample rate).
 
         ``prompt``: an audio file path, or an array of samples at ``sample_rate`` (default: the
         model's rate, :attr:`sample_rate`); other rates are resampled.
         ``steps``: diffusion sampler steps per frame; ``cfg``: guidance scale (1 = off); both default
-        to the model's recommendation. ``seed``: reproducible output.
+        to the model's recommendation, as does ``temperature`` (the sampling noise scale).
+        ``seed``: reproducible output.
         """
         import torch
 

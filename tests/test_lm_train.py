@@ -184,6 +184,7 @@ def test_train_exports_and_resumes(data_on_disk, tmp_path, one_thread):
     assert (out / "checkpoints" / "last.ckpt").is_file()
     model, md = load_latentlm(model_dir)
     assert md.kind == "latentlm" and md.meta["train_steps"] == 3
+    assert md.meta["inference"] == {"steps": 10, "cfg": 2.0, "temperature": 1.0}  # the sampler the model recommends
     assert model.cfg.latent_dim == D and model.cfg.frame_rate == 25.0
     assert model.cfg.frames_per_phone == pytest.approx(1.25 * md.meta["frames_per_phone"]["max"], rel=1e-3)
     assert model.cfg.min_frames_per_phone == pytest.approx(md.meta["frames_per_phone"]["p01"] / 1.25, rel=1e-2)

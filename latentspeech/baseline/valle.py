@@ -689,13 +689,14 @@ class VALLEBackend(SpeechBackend):
         return self.codec.encode_codes(x)[0, : self.model.cfg.num_quantizers]
 
     def synthesize(self, sentences: Sequence[str], prompt_wav, *, steps: int | None = None, cfg: float | None = None,
-                   temperature: float = 1.0, generator: torch.Generator | None = None, batch_size: int = 8,
+                   temperature: float | None = None, generator: torch.Generator | None = None, batch_size: int = 8,
                    progress: bool | None = None) -> list:
         """One waveform (float32 numpy) per sentence; sentences of similar length share a batch."""
         from tqdm.auto import tqdm
 
         from ..errors import TextError
 
+        temperature = 1.0 if temperature is None else float(temperature)  # AR code sampling
         ids = self.frontend.encode_batch(list(sentences))
         prompt = self.encode_prompt(prompt_wav)
         mcfg = self.model.cfg

@@ -20,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, metavar="M", help="bundled model name or model dir (default: latentlm-demo)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="diffusion sampler steps per frame (1-20)")
     p.add_argument("--cfg", type=float, default=None, metavar="F", help="classifier-free guidance scale (1 = off)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (default: the model's recommendation, else 1.0)")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (same seed: same audio on CPU)")
     p.add_argument("--batch-size", type=int, default=8, help="sentences generated together (default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")

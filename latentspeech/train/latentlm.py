@@ -83,11 +83,22 @@ class TrainerConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """The sampler settings the exported model recommends (``meta.inference``; what ``TTS.speak`` and
+    ``latentspeech synthesize`` use unless told otherwise)."""
+
+    steps: int = 10
+    cfg: float = 2.0
+    temperature: float = 1.0
+
+
+@dataclass
 class LatentLMTrainConfig:
     model: LatentLMConfig = field(default_factory=LatentLMConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def validate(self) -> None:
         self.data.validate()
@@ -293,7 +304,8 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     meta = {"phone_vocab": vocab.to_dict(), "codec": "codec" if codec_dir else None,
             "frames_per_phone": {k: round(v, 4) for k, v in fpp.items()},
             "train_utterances": len(train_ds), "train_speakers": train_ds.speakers(),
-            "train_sets": [s.name for s in sources], "parameters": module.model.num_parameters()}
+            "train_sets": [s.name for s in sources], "parameters": module.model.num_parameters(),
+            "inference": dataclasses.asdict(cfg.inference)}
     tc = cfg.trainer
     ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, every_n_train_steps=tc.ckpt_every_steps,
                            save_top_k=1, monitor=None)

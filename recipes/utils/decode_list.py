@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Synthesize every line of a decode list with one model (one job of recipe stage 7).
 
-    decode_list.py [--model M] [--seed N] [--steps N] [--cfg F] [--engine api|cli] LIST WAV_DIR
+    decode_list.py [--model M] [--seed N] [--steps N] [--cfg F] [--temperature T] [--engine api|cli] LIST WAV_DIR
 
 LIST has tab-separated lines ``utt_id prompt text [ref_wav]`` (a header line starting with
 ``utt_id`` is skipped); each becomes ``WAV_DIR/<utt_id>.wav``. Outputs that exist are skipped,
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--cfg", type=float, default=None)
+    ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--engine", choices=("api", "cli"), default="api")
     args = ap.parse_args(argv)
     rows = read_list(args.list)
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         for utt, prompt, text in todo:
             t0 = time.time()
             try:
-                tts.speak_to_file(out_dir / f"{utt}.wav", text, prompt, steps=args.steps, cfg=args.cfg, seed=args.seed)
+                tts.speak_to_file(out_dir / f"{utt}.wav", text, prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                                  temperature=args.temperature)
             except LatentSpeechError as e:
                 print(f"error: {utt}: {e}", file=sys.stderr)
                 return 1
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--model", args.model] if args.model else []
             cmd += ["--steps", str(args.steps)] if args.steps is not None else []
             cmd += ["--cfg", str(args.cfg)] if args.cfg is not None else []
+            cmd += ["--temperature", str(args.temperature)] if args.temperature is not None else []
             if subprocess.run(cmd).returncode != 0:
                 print(f"error: synthesizing {utt} failed", file=sys.stderr)
                 return 1

@@ -21,6 +21,9 @@ Sequence layout (one row of a batch)::
   (≈ frames per phone of the data) spreads phone positions to the speech frame rate, so that the
   frame saying phone k and phone k sit at about the same position: the alignment becomes a
   near-diagonal in RoPE offsets (RESULTS.md "alignment aids" measures what it buys).
+* Training-only alignment aids (off by default, on in the demo config): guided attention pulls one
+  layer's speech-to-phone attention towards the diagonal; corrupted teacher forcing (noise +
+  dropout on the fed-back latents) stops the model from merely continuing the previous frame.
 * The hidden state at BOS and at every z_j conditions the diffusion head for z_{j+1} and the
   stop head ("does speech end here?": 1 only at z_F).
 * Classifier-free guidance: in training the prompt *and* phones of a row are dropped with

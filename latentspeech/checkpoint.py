@@ -35,12 +35,13 @@ CONFIG = "config.yaml"
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
-#: Bundled model names → folder under ``latentspeech/assets``.
+#: Bundled model names → folder under ``latentspeech/assets``. Each TTS model dir carries its own
+#: codec in ``codec/``; the codec names point there, so no weights are shipped twice.
 BUNDLED = {
     "latentlm-demo": "latentlm-demo",
     "valle-demo": "valle-demo",
-    "codec-demo": "codec-demo",
-    "codec-rvq-demo": "codec-rvq-demo",
+    "codec-demo": "latentlm-demo/codec",
+    "codec-rvq-demo": "valle-demo/codec",
 }
 DEFAULT_MODEL = "latentlm-demo"
 

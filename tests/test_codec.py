@@ -259,8 +259,11 @@ def test_demo_config_size():
     n = sum(p.numel() for p in AudioCodec(cfg.model).parameters())
     assert n < 4.5e6
     rvq = load_config(root / "egs/demo/tts1/conf/codec_rvq.yaml", CodecTrainConfig)
-    assert rvq.model.frame_rate == 50.0 and rvq.model.bottleneck.num_quantizers == 8
+    assert rvq.model.frame_rate == 25.0 and rvq.model.bottleneck.num_quantizers == 8
     assert rvq.model.bottleneck.codebook_size == 1024
+    # the baseline's RVQ codec shares the σ-VAE trunk (its weights are copied in: init.from_model)
+    assert (rvq.model.encoder, rvq.model.decoder, rvq.model.downsample) == (
+        cfg.model.encoder, cfg.model.decoder, cfg.model.downsample)
     paper = load_config(root / "egs/librilight/tts1/conf/codec.yaml", CodecTrainConfig)
     assert paper.model.frame_rate == 15.0 and paper.model.sample_rate == 24000 and paper.adversarial.enabled
     assert np.prod(paper.model.downsample) * paper.model.frame_hop == 1600

@@ -202,3 +202,21 @@ def test_cli_demo_with_a_bundled_model(model_dir, prompt_wav, tmp_path, monkeypa
     assert main(["demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.is_file() and str(out) in printed and "voice.wav" in printed
+
+
+@pytest.mark.parametrize("name", ["latentlm-demo", "valle-demo"])
+def test_bundled_demo_models_speak_offline(name):
+    """The shipped models load (no code execution: safetensors + YAML) and speak with the shipped prompt."""
+    from latentspeech.checkpoint import WEIGHTS, bundled_path
+    from latentspeech.cli.synthesize import demo_prompt
+
+    if not (bundled_path(name) / WEIGHTS).is_file():
+        pytest.skip(f"{name} is not bundled")
+    tts = TTS.from_pretrained(name)
+    wav, sr = tts.speak("Hello there.", prompt=demo_prompt(), seed=0)
+    assert sr == 16000 and wav.dtype == np.float32 and np.isfinite(wav).all()
+    assert 0.3 < len(wav) / sr < 6.0  # stopped by itself, well before a runaway
+    again, _ = tts.speak("Hello there.", prompt=demo_prompt(), seed=0)
+    assert np.array_equal(wav, again)
+    if name == "latentlm-demo":  # the sampler the model dir recommends
+        assert tts.backend.default_temperature == 0.7 and tts.backend.default_cfg == 3.0

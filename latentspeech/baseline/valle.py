@@ -57,7 +57,7 @@ from torch import nn
 
 from ..api import SpeechBackend
 from ..errors import CheckpointError, ConfigError
-from ..lm.latentlm import guided_attention_loss, scaled_phone_positions
+from ..lm.latentlm import guided_attention_loss, scaled_phone_positions, validate_alignment_aids
 from ..lm.transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -128,13 +128,7 @@ class VALLEConfig:
             raise ConfigError("valle.ar.causal must be true (the AR stage decodes left to right)")
         if self.nar.causal:
             raise ConfigError("valle.nar.causal must be false (the NAR stage sees the whole utterance)")
-        if self.guided_attention_weight < 0 or self.guided_attention_sigma <= 0:
-            raise ConfigError("valle: guided_attention_weight must be >= 0 and guided_attention_sigma > 0")
-        if self.guided_attention_weight > 0 and not 0 <= self.guided_attention_layer < self.ar.n_layers:
-            raise ConfigError(f"valle: guided_attention_layer {self.guided_attention_layer} is not an AR layer "
-                              f"(the AR Transformer has {self.ar.n_layers})")
-        if self.phone_position_scale <= 0:
-            raise ConfigError(f"valle: phone_position_scale must be positive, got {self.phone_position_scale}")
+        validate_alignment_aids(self, "valle", "AR Transformer", self.ar.n_layers)
         if self.frames_per_phone is not None and self.frames_per_phone <= 0:
             raise ConfigError(f"valle: frames_per_phone must be positive, got {self.frames_per_phone}")
         if not 1 <= self.min_frames <= self.max_frames or self.guard_min_frames < 0:

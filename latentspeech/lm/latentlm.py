@@ -52,7 +52,7 @@ from .diffusion import DiffusionHead, DiffusionHeadConfig, diffusion_loss, guide
 from .transformer import Transformer, TransformerConfig
 
 __all__ = ["LatentLMConfig", "LatentLM", "LMBatch", "GenerationOutput", "default_frames_per_phone",
-           "scaled_phone_positions", "guided_attention_loss"]
+           "scaled_phone_positions", "guided_attention_loss", "validate_alignment_aids"]
 
 PROMPT, PHONES, SPEECH = 0, 1, 2
 #: Length guard of paper.md's feasibility run: 1.5 frames per phone symbol at 12.5 Hz never cut a sentence.
@@ -82,7 +82,6 @@ def guided_attention_loss(att: torch.Tensor, slot: torch.Tensor, prompt_lens: to
     phones is renormalised and weighted by 1 - exp(-((k+½)/L - (j+½)/F)² / 2σ²); rows without
     phones (CFG-dropped) are skipped. Returns the mean over heads and queries (0 = on the diagonal).
     """
-    B = att.shape[0]
     pl, ll, fl = prompt_lens[:, None], phone_lens[:, None], target_lens[:, None]
     k_idx = slot - pl  # phone index of each key slot
     is_phone = (k_idx >= 0) & (k_idx < ll)  # [B, T]
@@ -97,6 +96,19 @@ def guided_attention_loss(att: torch.Tensor, slot: torch.Tensor, prompt_lens: to
     per_query = (a * w[:, None]).sum(-1)  # [B, H, Tq]
     mask = is_query[:, None, :].expand_as(per_query)
     return per_query[mask].mean()
+
+
+def validate_alignment_aids(cfg, where: str, stack: str, n_layers: int) -> None:
+    """Check the alignment-aid fields LatentLM and the VALL-E AR stage share
+    (``phone_position_scale``, ``guided_attention_{weight,layer,sigma}``); ``stack`` names the
+    Transformer whose ``n_layers`` layers guided attention may pick from."""
+    if cfg.guided_attention_weight < 0 or cfg.guided_attention_sigma <= 0:
+        raise ConfigError(f"{where}: guided_attention_weight must be >= 0 and guided_attention_sigma > 0")
+    if cfg.guided_attention_weight > 0 and not 0 <= cfg.guided_attention_layer < n_layers:
+        raise ConfigError(f"{where}: guided_attention_layer {cfg.guided_attention_layer} is not a layer of the "
+                          f"{stack} ({n_layers} layers)")
+    if cfg.phone_position_scale <= 0:
+        raise ConfigError(f"{where}: phone_position_scale must be positive, got {cfg.phone_position_scale}")
 
 
 def default_frames_per_phone(frame_rate: float) -> float:
@@ -153,13 +165,7 @@ class LatentLMConfig:
         if self.input_noise < 0 or not 0 <= self.input_dropout < 1:
             raise ConfigError(f"latentlm: need input_noise >= 0 and 0 <= input_dropout < 1 "
                               f"(got {self.input_noise}, {self.input_dropout})")
-        if self.guided_attention_weight < 0 or self.guided_attention_sigma <= 0:
-            raise ConfigError("latentlm: guided_attention_weight must be >= 0 and guided_attention_sigma > 0")
-        if self.guided_attention_weight > 0 and not 0 <= self.guided_attention_layer < self.transformer.n_layers:
-            raise ConfigError(f"latentlm: guided_attention_layer {self.guided_attention_layer} is not a layer "
-                              f"(the Transformer has {self.transformer.n_layers})")
-        if self.phone_position_scale <= 0:
-            raise ConfigError(f"latentlm: phone_position_scale must be positive, got {self.phone_position_scale}")
+        validate_alignment_aids(self, "latentlm", "Transformer", self.transformer.n_layers)
         if not self.transformer.causal:
             raise ConfigError("latentlm: the Transformer must be causal")
         self.head_config().validate()

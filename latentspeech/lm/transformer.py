@@ -306,19 +306,10 @@ class Transformer(nn.Module):
             positions = torch.arange(T, device=x.device)[None].expand(B, T)
         cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
         mask = self._mask(B, T, 0, padding_mask, None, x.device)
-        if mask is None:
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device)
-            mask = torch.tril(mask) if self.cfg.causal else mask
         maps, h = [], x
         for i, layer in enumerate(self.layers):
-            a = layer.attn
-            y = layer.attn_norm(h)
-            q = apply_rope(a.wq(y).view(B, T, a.n_heads, a.hd).transpose(1, 2), cos, sin)
-            k = apply_rope(a.wk(y).view(B, T, a.n_kv, a.hd).transpose(1, 2), cos, sin)
-            k = k.repeat_interleave(a.n_heads // a.n_kv, dim=1)
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(a.hd)
-            maps.append(scores.masked_fill(~mask, float("-inf")).softmax(-1))
-            h = layer(h, cos, sin, mask if mask.dim() == 4 else None, None, i)
+            h, probs = layer(h, cos, sin, mask, None, i, keep_probs=True)
+            maps.append(probs)
         return maps
 
     def _mask(self, B, T, start, padding_mask, cache, device) -> torch.Tensor | None:

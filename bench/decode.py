@@ -6,7 +6,8 @@
     .venv/bin/python bench/decode.py --valle random [--model LM_DIR]  # side by side with VALL-E (compare_valle)
 
 Prints one table row per (steps, cfg):
-  passes/s   Transformer forward passes per second of generated audio (= frame rate; the paper's
+  passes/s   Transformer forward passes per second of generated audio (= token rate: frame rate /
+             patch_size; the paper's
              "decoding steps"; VALL-E 2 needs 75 AR + 7 NAR passes per second at 75 Hz)
   head/s     diffusion-head evaluations per second of audio (steps × frame rate; CFG doubles the rows
              of each evaluation, not their number)
@@ -80,7 +81,7 @@ def gaussian_error(steps: int) -> float:
 def ode_deviation(model: LatentLM, steps: int, cfg: float, n: int = 64) -> float:
     """RMS(sample_N − sample_50) / RMS(sample_50) over ``n`` LM states of a generated sequence."""
     g = torch.Generator().manual_seed(1)
-    d = model.cfg.latent_dim
+    d = model.cfg.token_dim
     phones = [[(7 * i) % (model.cfg.vocab_size - 1) + 1 for i in range(30)]]
     pk = model._pack(torch.zeros(1, 1, d), torch.zeros(1, dtype=torch.long), torch.tensor(phones),
                      torch.tensor([30]), torch.randn(1, n, d, generator=g), torch.tensor([n]), left_pad=False)
@@ -99,14 +100,15 @@ def ode_deviation(model: LatentLM, steps: int, cfg: float, n: int = 64) -> float
 
 @torch.no_grad()
 def time_generation(model: LatentLM, codec, steps: int, cfg: float, seconds: float, batch: int, reps: int):
-    frames = max(1, round(seconds * model.cfg.frame_rate))
+    tokens = max(1, round(seconds * model.cfg.token_rate))  # Transformer steps (frames / patch_size)
+    frames = tokens * model.cfg.patch_size
     n_phones = max(1, math.ceil(frames / model.cfg.guard_frames_per_phone))
     phones = [[(5 * i + b) % (model.cfg.vocab_size - 1) + 1 for i in range(n_phones)] for b in range(batch)]
     prompt = torch.randn(round(3 * model.cfg.frame_rate), model.cfg.latent_dim, generator=torch.Generator().manual_seed(0))
     best_lm, best_codec, out = math.inf, 0.0, None
     for _ in range(reps):
         t0 = time.perf_counter()
-        out = model.generate(phones, prompt, steps=steps, cfg_scale=cfg, max_frames=frames, use_stop=False,
+        out = model.generate(phones, prompt, steps=steps, cfg_scale=cfg, max_frames=tokens, use_stop=False,
                              generator=torch.Generator().manual_seed(0))
         t1 = time.perf_counter()
         tc = 0.0
@@ -205,8 +207,9 @@ def _run_system(system: str, opts: dict) -> dict:
         if system == "latentlm":
             prompt = codec.normalize(codec.encode(wav))[0].transpose(0, 1)
             t1, c1 = time.perf_counter(), time.process_time()
+            tokens = None if frames is None else -(-frames // model.cfg.patch_size)
             out = model.generate([phones], prompt, steps=opts["steps"], cfg_scale=opts["cfg"], generator=g,
-                                 max_frames=frames, use_stop=not random_weights)
+                                 max_frames=tokens, use_stop=not random_weights)
             t2, c2 = time.perf_counter(), time.process_time()
             z = out.latents[0]
             audio = codec.decode(codec.denormalize(z.transpose(0, 1)[None]))
@@ -297,7 +300,7 @@ def main(argv=None) -> int:
     if args.valle is not None:
         return compare_valle(args)
     model, codec, name = build_model(args)
-    print(f"model: {name}; {model.num_parameters() / 1e6:.2f} M parameters; {model.cfg.frame_rate:g} Hz latents; "
+    print(f"model: {name}; {model.num_parameters() / 1e6:.2f} M parameters; {model.cfg.frame_rate:g} Hz latents, {model.cfg.token_rate:g} tokens/s; "
           f"{args.batch} x {args.seconds:g} s; {args.threads} threads; torch {torch.__version__}")
     print(f"{'steps':>5} {'cfg':>4} {'passes/s':>9} {'head/s':>7} {'LM s/s':>7} {'RTF':>6} {'gauss err':>9} {'ode dev':>8}")
     for cfg in args.cfg:

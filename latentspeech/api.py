@@ -139,7 +139,8 @@ class LatentLMBackend(SpeechBackend):
         temperature = self.default_temperature if temperature is None else float(temperature)
         ids = self.frontend.encode_batch(list(sentences))
         prompt = self.encode_prompt(prompt_wav)
-        room = self.model.cfg.transformer.max_seq_len - prompt.shape[0] - 2
+        prompt_tokens = -(-prompt.shape[0] // self.model.cfg.patch_size)  # frames grouped into tokens
+        room = self.model.cfg.transformer.max_seq_len - prompt_tokens - 2
         for s, p in zip(sentences, ids):
             if len(p) >= room:
                 raise TextError(f"sentence too long for this model ({len(p)} phones, max {room}): {s[:40]!r}...")

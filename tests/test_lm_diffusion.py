@@ -147,6 +147,26 @@ def test_cfg_scale_one_equals_conditional_prediction():
     assert torch.allclose(g3, head(x, t, hu) + 3.0 * (cond - head(x, t, hu)), atol=1e-5)
 
 
+def test_inference_fast_path_matches_the_plain_forward():
+    """denoiser(h) (h projected once per frame) and the memoised time embedding change nothing."""
+    head = _head()
+    for p in head.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x, h = torch.randn(5, 6), torch.randn(5, 10)
+    t = torch.full((5,), 321)
+    ref = head(x, t, h)
+    head.eval()
+    with torch.no_grad():
+        first, again = head.denoiser(h)(x, t), head.denoiser(h)(x, t)  # the second hits the cache
+        mixed = torch.tensor([1, 2, 3, 4, 5]) * 100  # several timesteps in one batch: no memo
+        assert torch.allclose(head.denoiser(h)(x, mixed), head.train()(x, mixed, h), atol=1e-6)
+    assert torch.allclose(first, ref, atol=1e-6) and torch.equal(first, again)
+    with torch.no_grad():  # weights change while training: train() forgets the memo
+        head.time_mlp[0].bias.add_(1.0)
+        head.eval()
+        assert not torch.allclose(head.denoiser(h)(x, t), first)
+
+
 def test_loss_is_per_position_and_trains_the_head():
     head = _head(batch_mul=4)
     x0 = torch.randn(8, 6)

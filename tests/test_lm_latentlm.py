@@ -216,9 +216,14 @@ def test_guided_attention_loss_prefers_the_diagonal():
         anti[0, 0, P + L + j, P + L - 1 - j * L // F_] = 1.0
     lo, hi = guided_attention_loss(diag, *args), guided_attention_loss(anti, *args)
     assert lo < 0.1 < 0.5 < hi
-    # attention outside the phones does not count (renormalised over phones); no phones: no rows
-    diag[0, 0, P + L:, :P] = 5.0
-    assert abs(guided_attention_loss(diag, *args) - lo) < 1e-6
+    # attention that leaves the phones (here: on the prompt) counts as off the diagonal, so a layer
+    # cannot satisfy the guide by ignoring the phones; no phones: no rows
+    away = diag.clone()
+    away[0, 0, P + L:] = 0.0
+    away[0, 0, P + L:, 0] = 1.0
+    assert abs(float(guided_attention_loss(away, *args)) - 1.0) < 1e-6
+    half = 0.5 * diag + 0.5 * away
+    assert abs(float(guided_attention_loss(half, *args)) - (0.5 * float(lo) + 0.5)) < 1e-6
     assert guided_attention_loss(diag, slot, torch.tensor([P]), torch.tensor([0]), rel, torch.tensor([F_])) == 0
 
 
@@ -261,3 +266,43 @@ def test_corrupted_teacher_forcing_only_in_training():
     assert torch.equal(model._pack(*args, left_pad=False).x, model._pack(*args, left_pad=False).x)
     with pytest.raises(ConfigError, match="input_dropout"):
         tiny_config(input_dropout=1.0).validate()
+
+
+def test_patchify_groups_frames_and_round_trips():
+    from latentspeech.lm.latentlm import patchify, unpatchify
+
+    z = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    tok, lens = patchify(z, torch.tensor([5, 2]), 2)
+    assert tok.shape == (2, 3, 6) and lens.tolist() == [3, 1]
+    back = unpatchify(tok, 2)
+    assert torch.equal(back[0, :5], z[0]) and torch.equal(back[0, 5], z[0, 4])  # last frame repeated
+    assert torch.equal(back[1, :2], z[1, :2]) and torch.equal(back[1, 2], z[1, 1])  # past the row's end
+    assert torch.equal(unpatchify(patchify(z, torch.tensor([5, 5]), 1)[0], 1), z)
+
+
+def test_patched_model_overfits_and_generates_whole_patches():
+    """patch_size 2: half the tokens, head over 2·D values; output frames come in pairs."""
+    torch.manual_seed(0)
+    examples = four_utterances()
+    batch = collate_lm(examples)
+    model = LatentLM(tiny_config(cfg_drop_prob=0.0, patch_size=2, frames_per_phone=4.0))
+    assert model.cfg.token_dim == 2 * D and model.cfg.token_rate == 12.5
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    first = None
+    for _ in range(200):
+        loss = model.loss(batch, generator=g)["loss"]
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.2 * first
+    model.eval()
+    gen = model.generate([e["phones"] for e in examples], [e["prompt"] for e in examples], steps=10,
+                         generator=torch.Generator().manual_seed(0))
+    assert gen.guard == [math.ceil(4.0 * len(e["phones"]) / 2) + model.cfg.guard_min_frames for e in examples]
+    for e, z in zip(examples, gen.latents):
+        assert z.shape[1] == D and len(z) % 2 == 0
+        assert abs(len(z) - len(e["target"])) <= 2, (len(z), len(e["target"]))
+    with pytest.raises(ConfigError, match="patch_size"):
+        tiny_config(patch_size=0).validate()

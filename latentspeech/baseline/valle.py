@@ -315,7 +315,7 @@ class ARStage(nn.Module):
         loss = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE)
         keep = targets != IGNORE
         acc = (logits.argmax(-1) == targets)[keep].float().mean()
-        stats = {"ar_acc": acc.detach()}
+        stats = {"ar_acc": acc.detach(), "ar_ce": loss.detach()}
         if guide:  # segments are right-padded one by one: prompt slots [0, P), phones [P, P + L), speech after
             P, L = batch.prompt.shape[-1], batch.phones.shape[1]
             B, T = batch.codes.shape[0], att.shape[-1]
@@ -504,10 +504,11 @@ class VALLE(nn.Module):
         return {"ar": ar, "nar": nar, "total": ar + nar}
 
     def loss(self, batch: VALLEBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """``loss`` = AR cross-entropy + NAR cross-entropy (one random level per example)."""
-        ar, ar_stats = self.ar.loss(batch)
+        """``loss`` = AR cross-entropy (+ guided attention, logged as ``ar_guide``) + NAR cross-entropy
+        (one random level per example); ``ar_loss``/``nar_loss`` are the two cross-entropies."""
+        ar, ar_stats = self.ar.loss(batch)  # ar: cross-entropy + the weighted guided-attention term, if any
         nar, nar_stats = self.nar.loss(batch, generator)
-        return {"loss": ar + nar, "ar_loss": ar.detach(), "nar_loss": nar.detach(), **ar_stats, **nar_stats}
+        return {"loss": ar + nar, "ar_loss": ar_stats.pop("ar_ce"), "nar_loss": nar.detach(), **ar_stats, **nar_stats}
 
     @torch.no_grad()
     def generate(self, phones: torch.Tensor | Sequence[Sequence[int]],

@@ -199,15 +199,41 @@ class DiffusionHead(nn.Module):
         nn.init.zeros_(self.final.ada[-1].weight), nn.init.zeros_(self.final.ada[-1].bias)
         nn.init.zeros_(self.final.linear.weight), nn.init.zeros_(self.final.linear.bias)
 
-    def condition(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.cond_proj(self.cond_norm(h)) + self.time_mlp(timestep_embedding(t, self.cfg.width))
+    def train(self, mode: bool = True) -> "DiffusionHead":
+        self._time_cache: dict = {}  # weights may change while training: forget memoised embeddings
+        return super().train(mode)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        c = self.condition(h, t)
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """MLP(sinusoid(t)) [N, width]. At inference (eval mode, no autograd) a batch of one shared
+        timestep is memoised: a sampler visits the same few timesteps for every frame."""
+        if self.training or torch.is_grad_enabled() or t.numel() == 0:
+            return self.time_mlp(timestep_embedding(t, self.cfg.width))
+        cache = self.__dict__.setdefault("_time_cache", {})
+        t0 = int(t[0])
+        if not bool((t == t0).all()):
+            return self.time_mlp(timestep_embedding(t, self.cfg.width))
+        key = (t0, t.device, self.in_proj.weight.dtype)
+        if key not in cache:
+            cache[key] = self.time_mlp(timestep_embedding(t[:1], self.cfg.width))
+        return cache[key].expand(t.shape[0], -1)
+
+    def condition(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.cond_proj(self.cond_norm(h)) + self.time_embedding(t)
+
+    def _denoise(self, x_t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x_t)
         for blk in self.blocks:
             x = blk(x, c)
         return self.final(x, c)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self._denoise(x_t, self.condition(h, t))
+
+    def denoiser(self, h: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``lambda x_t, t: self(x_t, t, h)`` with the projection of ``h`` computed once (a sampler
+        calls the head ``steps`` times with the same LM state)."""
+        ch = self.cond_proj(self.cond_norm(h))
+        return lambda x_t, t: self._denoise(x_t, ch + self.time_embedding(t))
 
 
 def diffusion_loss(head: DiffusionHead, x0: torch.Tensor, h: torch.Tensor, batch_mul: int | None = None,
@@ -236,12 +262,15 @@ def guided(head: Callable, h_cond: torch.Tensor, h_uncond: torch.Tensor | None, 
     One batched head call evaluates both conditions: out = out_u + scale·(out_c − out_u).
     With ``h_uncond`` None or ``scale == 1`` it is the plain conditional head.
     """
+    def bind(h):  # a DiffusionHead projects h once per frame; any other callable is called as is
+        return head.denoiser(h) if hasattr(head, "denoiser") else (lambda x, t: head(x, t, h))
+
     if h_uncond is None or scale == 1.0:
-        return lambda x, t: head(x, t, h_cond)
+        return bind(h_cond)
+    both = bind(torch.cat([h_cond, h_uncond]))
 
     def fn(x, t):
-        out = head(torch.cat([x, x]), torch.cat([t, t]), torch.cat([h_cond, h_uncond]))
-        out_c, out_u = out.chunk(2)
+        out_c, out_u = both(torch.cat([x, x]), torch.cat([t, t])).chunk(2)
         return out_u + scale * (out_c - out_u)
 
     return fn

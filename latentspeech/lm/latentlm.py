@@ -30,6 +30,8 @@ Sequence layout (one row of a batch)::
   probability ``cfg_drop_prob`` (the row becomes ``BOS z_1 … z_F``); at inference the
   unconditional rows are exactly that and run in the same batch as the conditional ones.
 * Latents are the codec's *normalised* latents (``codec.normalize``: per-dim zero mean, unit std).
+  With ``patch_size`` p > 1 every z above is a token of p consecutive frames (:func:`patchify`):
+  the sequence, the Transformer passes and the head calls per second of audio all shrink by p.
 
 Batched generation left-pads the prefixes (``prompt | phones | BOS``) so that every row's BOS is
 the last slot and all rows advance through the KV cache in lockstep; a row stops when its stop
@@ -78,9 +80,12 @@ def guided_attention_loss(att: torch.Tensor, slot: torch.Tensor, prompt_lens: to
     """Guided attention penalty of right-padded rows (see :class:`LatentLMConfig`).
 
     att: [B, H, T, T] attention probabilities; slot: [B, T] slot indices; rel: [B, T] speech index
-    (0 at BOS). Speech query j of F (BOS … z_{F-1}) and phone k of L: the attention over the row's
-    phones is renormalised and weighted by 1 - exp(-((k+½)/L - (j+½)/F)² / 2σ²); rows without
-    phones (CFG-dropped) are skipped. Returns the mean over heads and queries (0 = on the diagonal).
+    (0 at BOS). Speech query j of F (BOS … z_{F-1}) and phone k of L: the penalty is the share of
+    attention *outside* the diagonal band, 1 - Σ_k a_jk · exp(-((k+½)/L - (j+½)/F)² / 2σ²), so
+    attention on non-phone keys (prompt, speech) counts as off the diagonal: the guided layer cannot
+    satisfy it by looking away from the phones (a renormalised version could, and a trained model
+    did). Rows without phones (CFG-dropped) are skipped. Mean over heads and queries (0 = on the
+    diagonal, 1 = nowhere near it).
     """
     pl, ll, fl = prompt_lens[:, None], phone_lens[:, None], target_lens[:, None]
     k_idx = slot - pl  # phone index of each key slot
@@ -90,10 +95,9 @@ def guided_attention_loss(att: torch.Tensor, slot: torch.Tensor, prompt_lens: to
         return att.sum() * 0.0
     k_frac = (k_idx.float() + 0.5) / ll.clamp(min=1).float()
     q_frac = (rel.float() + 0.5) / fl.clamp(min=1).float()
-    w = 1.0 - torch.exp(-(k_frac[:, None, :] - q_frac[:, :, None]) ** 2 / (2 * sigma ** 2))  # [B, Tq, Tk]
-    a = att * is_phone[:, None, None, :]
-    a = a / a.sum(-1, keepdim=True).clamp(min=1e-6)
-    per_query = (a * w[:, None]).sum(-1)  # [B, H, Tq]
+    band = torch.exp(-(k_frac[:, None, :] - q_frac[:, :, None]) ** 2 / (2 * sigma ** 2))  # [B, Tq, Tk]
+    band = band * is_phone[:, None, :]
+    per_query = 1.0 - (att * band[:, None]).sum(-1)  # [B, H, Tq]
     mask = is_query[:, None, :].expand_as(per_query)
     return per_query[mask].mean()
 
@@ -125,6 +129,10 @@ class LatentLMConfig:
     vocab_size: int = 128
     pad_id: int = 0
     frame_rate: float = 25.0
+    # ``patch_size`` consecutive codec frames make one token (LatentLM's patching): the Transformer
+    # runs at frame_rate / patch_size and the head denoises patch_size·latent_dim values at once, so
+    # Transformer passes and head calls per second of audio both fall by patch_size.
+    patch_size: int = 1
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     head_width: int | None = None  # None: the Transformer's width
     head_blocks: int = 3
@@ -136,9 +144,9 @@ class LatentLMConfig:
     phone_position_scale: float = 1.0  # "segment" mode: phone k sits at RoPE position round(k * scale)
     cfg_drop_prob: float = 0.1
     stop_weight: float = 1.0
-    # Guided attention (Tachibana et al., 2018), a training-only alignment aid: the attention of layer
-    # ``guided_attention_layer`` from speech frames to phones, renormalised over the phones, pays
-    # 1 - exp(-(k/L - j/F)² / 2σ²) for looking far from the diagonal. 0 disables it.
+    # Guided attention (Tachibana et al., 2018), a training-only alignment aid: layer
+    # ``guided_attention_layer``'s attention from speech tokens pays for every share that is not on
+    # the phones near the diagonal (band exp(-(k/L - j/F)² / 2σ²)). 0 disables it.
     guided_attention_weight: float = 0.0
     guided_attention_layer: int = 1
     guided_attention_sigma: float = 0.2
@@ -156,6 +164,8 @@ class LatentLMConfig:
     max_prompt_seconds: float = 6.0
 
     def validate(self) -> None:
+        if self.patch_size < 1:
+            raise ConfigError(f"latentlm: patch_size must be >= 1, got {self.patch_size}")
         if self.latent_dim <= 0 or self.vocab_size <= 0:
             raise ConfigError(f"latentlm: latent_dim and vocab_size must be positive ({self.latent_dim}, {self.vocab_size})")
         if not 0.0 <= self.cfg_drop_prob < 1.0:
@@ -173,14 +183,49 @@ class LatentLMConfig:
 
     def head_config(self) -> DiffusionHeadConfig:
         return DiffusionHeadConfig(
-            latent_dim=self.latent_dim, cond_dim=self.transformer.dim, width=self.head_width or self.transformer.dim,
+            latent_dim=self.token_dim, cond_dim=self.transformer.dim, width=self.head_width or self.transformer.dim,
             n_blocks=self.head_blocks, mlp_ratio=self.head_mlp_ratio, prediction=self.prediction,
             num_steps=self.diffusion_steps, batch_mul=self.batch_mul,
         )
 
     @property
+    def token_dim(self) -> int:
+        """Values per Transformer token: ``patch_size`` frames of ``latent_dim``."""
+        return self.latent_dim * self.patch_size
+
+    @property
+    def token_rate(self) -> float:
+        """Transformer tokens (= decoding steps) per second of audio."""
+        return self.frame_rate / self.patch_size
+
+    @property
     def guard_frames_per_phone(self) -> float:
+        """Length guard in codec frames per phone token (see :meth:`LatentLM.length_guard`)."""
         return self.frames_per_phone or default_frames_per_phone(self.frame_rate)
+
+
+def patchify(z: torch.Tensor, lens: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group frames into tokens: z [B, F, D] right-padded, lens [B] -> ([B, ceil(F/p), p·D], ceil(lens/p)).
+
+    A row whose length is not a multiple of ``p`` fills its last token by repeating its last frame
+    (utterances end in silence, so the repeat is silence too); ``unpatchify`` undoes the grouping.
+    """
+    if patch_size == 1:
+        return z, lens
+    B, F_, D = z.shape
+    n_tok = -(-F_ // patch_size)
+    idx = torch.arange(n_tok * patch_size, device=z.device)[None, :]
+    idx = torch.minimum(idx, (lens[:, None] - 1).clamp(min=0))  # repeat each row's last frame
+    z = torch.gather(z, 1, idx[..., None].expand(B, idx.shape[1], D)) if F_ > 0 else z.new_zeros(B, 0, D)
+    return z.reshape(B, n_tok, patch_size * D), -(-lens // patch_size)
+
+
+def unpatchify(tokens: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Tokens [..., N, p·D] -> frames [..., N·p, D]."""
+    if patch_size == 1:
+        return tokens
+    *lead, n, pd = tokens.shape
+    return tokens.reshape(*lead, n * patch_size, pd // patch_size)
 
 
 @dataclass
@@ -208,7 +253,7 @@ class LMBatch:
 class GenerationOutput:
     latents: list[torch.Tensor]  # per row: [F_b, D] normalised latents
     stopped: list[bool]  # True: the stop head ended the row; False: the length guard did
-    guard: list[int]  # the length guard of each row (frames)
+    guard: list[int]  # the length guard of each row (tokens: frames / patch_size)
     transformer_passes: int  # incremental Transformer calls (prefill included)
     head_evals: int  # diffusion-head calls (each on the whole batch; CFG doubles the rows)
 
@@ -230,7 +275,7 @@ class LatentLM(nn.Module):
         cfg.validate()
         self.cfg = cfg
         dim = cfg.transformer.dim
-        self.latent_in = nn.Linear(cfg.latent_dim, dim)
+        self.latent_in = nn.Linear(cfg.token_dim, dim)
         self.phone_emb = nn.Embedding(cfg.vocab_size, dim)
         self.segment_emb = nn.Embedding(3, dim)
         self.bos = nn.Parameter(torch.zeros(dim))
@@ -249,7 +294,7 @@ class LatentLM(nn.Module):
 
     # -- sequence construction ------------------------------------------------------------------
     def speech_embedding(self, z: torch.Tensor) -> torch.Tensor:
-        """Input embedding of speech latents z [..., D] (what each generated frame is fed back as)."""
+        """Input embedding of speech tokens z [..., patch_size·D] (what each generated token is fed back as)."""
         return self.latent_in(z) + self.segment_emb.weight[SPEECH]
 
     def _pack(self, prompt, prompt_lens, phones, phone_lens, target, target_lens, left_pad: bool) -> _Packed:
@@ -307,6 +352,7 @@ class LatentLM(nn.Module):
         ``cfg_drop`` (default: ``self.training``) drops prompt + phones of rows with p = cfg_drop_prob.
         """
         cfg = self.cfg
+        batch = self.patched(batch)
         plens, llens = batch.prompt_lens, batch.phone_lens
         drop = self.training if cfg_drop is None else cfg_drop
         if drop and cfg.cfg_drop_prob > 0:
@@ -345,6 +391,15 @@ class LatentLM(nn.Module):
     def forward(self, batch: LMBatch) -> torch.Tensor:
         return self.loss(batch)["loss"]
 
+    def patched(self, batch: LMBatch) -> LMBatch:
+        """The batch with prompt and target grouped into tokens of ``patch_size`` frames."""
+        p = self.cfg.patch_size
+        if p == 1:
+            return batch
+        prompt, plens = patchify(batch.prompt, batch.prompt_lens, p)
+        target, tlens = patchify(batch.target, batch.target_lens, p)
+        return LMBatch(prompt, plens, batch.phones, batch.phone_lens, target, tlens, batch.utt_ids)
+
     @torch.no_grad()
     def alignment(self, batch: LMBatch) -> dict:
         """Text-to-speech attention diagnostics, teacher-forced, per layer (heads averaged).
@@ -354,8 +409,9 @@ class LatentLM(nn.Module):
         renormalising over phones), ``monotonic`` (share of frame-to-frame steps whose argmax phone
         does not move back) and ``coverage`` (share of phones that are some frame's argmax).
         A learnt alignment shows high focus, monotonic and coverage in some layer. Also returns
-        ``paths``: per layer, per row, the argmax phone index of each frame.
+        ``paths``: per layer, per row, the argmax phone index of each frame (token).
         """
+        batch = self.patched(batch)
         pk = self._pack(batch.prompt, batch.prompt_lens, batch.phones, batch.phone_lens, batch.target,
                         batch.target_lens, left_pad=False)
         maps = self.transformer.attention_maps(pk.x, pk.positions, pk.valid)
@@ -385,12 +441,14 @@ class LatentLM(nn.Module):
 
     # -- inference ------------------------------------------------------------------------------
     def length_guard(self, n_phones: int) -> int:
-        """Most frames generated for a sentence of ``n_phones`` phone tokens."""
-        return int(math.ceil(self.cfg.guard_frames_per_phone * n_phones)) + self.cfg.guard_min_frames
+        """Most tokens generated for a sentence of ``n_phones`` phone tokens."""
+        frames = self.cfg.guard_frames_per_phone * n_phones
+        return int(math.ceil(frames / self.cfg.patch_size)) + self.cfg.guard_min_frames
 
     def min_length(self, n_phones: int) -> int:
-        """Frames before which the stop head is not consulted (guards against empty/truncated audio)."""
-        return max(1, int(math.floor((self.cfg.min_frames_per_phone or 0.0) * n_phones)))
+        """Tokens before which the stop head is not consulted (guards against empty/truncated audio)."""
+        frames = (self.cfg.min_frames_per_phone or 0.0) * n_phones
+        return max(1, int(math.floor(frames / self.cfg.patch_size)))
 
     @torch.no_grad()
     def generate(
@@ -422,12 +480,14 @@ class LatentLM(nn.Module):
         else:
             prompts = list(prompt)
         prompts = [torch.zeros(0, cfg.latent_dim, device=dev) if p is None else p.to(dev, self.bos.dtype) for p in prompts]
+        prompts = [patchify(p[None], torch.tensor([p.shape[0]], device=dev), cfg.patch_size)[0][0] for p in prompts]
+        D = cfg.token_dim
         llens = torch.tensor([len(p) for p in phone_list], device=dev)
         plens = torch.tensor([p.shape[0] for p in prompts], device=dev)
         ph = torch.full((B, max(1, int(llens.max()))), cfg.pad_id, dtype=torch.long, device=dev)
         for i, p in enumerate(phone_list):
             ph[i, : len(p)] = p
-        pr = torch.zeros(B, max(1, int(plens.max())), cfg.latent_dim, device=dev)
+        pr = torch.zeros(B, max(1, int(plens.max())), D, device=dev)
         for i, p in enumerate(prompts):
             pr[i, : p.shape[0]] = p
         guided_rows = cfg_scale != 1.0
@@ -438,7 +498,7 @@ class LatentLM(nn.Module):
         else:
             llens_all, plens_all = llens, plens
         rows = ph.shape[0]
-        empty = torch.zeros(rows, 0, cfg.latent_dim, device=dev)
+        empty = torch.zeros(rows, 0, D, device=dev)
         pk = self._pack(pr, plens_all, ph, llens_all, empty, torch.zeros_like(llens_all), left_pad=True)
 
         guard = [self.length_guard(int(n)) for n in llens.tolist()]
@@ -448,7 +508,7 @@ class LatentLM(nn.Module):
         cache = self.transformer.new_cache(rows, pk.x.shape[1] + limit + 1)
         h = self.transformer(pk.x, pk.positions, pk.valid, cache=cache)[:, -1]
         passes, evals = 1, 0
-        out = torch.zeros(B, limit, cfg.latent_dim, device=dev)
+        out = torch.zeros(B, limit, D, device=dev)
         lengths = torch.zeros(B, dtype=torch.long, device=dev)
         active = torch.ones(B, dtype=torch.bool, device=dev)
         stopped = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -464,7 +524,7 @@ class LatentLM(nn.Module):
             active &= lengths < guard_t
             if not bool(active.any()):
                 break
-            z = sample(guided(self.head, h_c, h_u, cfg_scale), (B, cfg.latent_dim), self.head.schedule,
+            z = sample(guided(self.head, h_c, h_u, cfg_scale), (B, D), self.head.schedule,
                        cfg.prediction, steps=steps, method=method, temperature=temperature,
                        generator=generator, device=dev)
             evals += steps
@@ -476,7 +536,7 @@ class LatentLM(nn.Module):
             h = self.transformer(x[:, None], cache=cache)[:, -1]
             passes += 1
         return GenerationOutput(
-            latents=[out[i, : int(lengths[i])] for i in range(B)],
+            latents=[unpatchify(out[i, : int(lengths[i])], cfg.patch_size) for i in range(B)],
             stopped=[bool(s) for s in stopped.tolist()],
             guard=guard,
             transformer_passes=passes,

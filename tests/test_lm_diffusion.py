@@ -161,10 +161,11 @@ def test_inference_fast_path_matches_the_plain_forward():
         mixed = torch.tensor([1, 2, 3, 4, 5]) * 100  # several timesteps in one batch: no memo
         assert torch.allclose(head.denoiser(h)(x, mixed), head.train()(x, mixed, h), atol=1e-6)
     assert torch.allclose(first, ref, atol=1e-6) and torch.equal(first, again)
-    with torch.no_grad():  # weights change while training: train() forgets the memo
+    with torch.no_grad():  # weights changed in place (an optimiser step, load_state_dict): no stale memo
         head.time_mlp[0].bias.add_(1.0)
-        head.eval()
         assert not torch.allclose(head.denoiser(h)(x, t), first)
+        head.blocks[0].w1.weight.mul_(2.0)
+        assert torch.allclose(head.denoiser(h)(x, t), head.train()(x, t, h), atol=1e-6)
 
 
 def test_loss_is_per_position_and_trains_the_head():

@@ -130,6 +130,11 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, dim % 2))
 
 
+def _versions(*modules: nn.Module) -> int:
+    """Changes whenever a parameter of ``modules`` is modified in place (optimiser step, load_state_dict)."""
+    return sum(p._version for m in modules for p in m.parameters())
+
+
 def _modulate(x, shift, scale):
     return x * (1 + scale) + shift
 
@@ -200,7 +205,9 @@ class DiffusionHead(nn.Module):
         nn.init.zeros_(self.final.linear.weight), nn.init.zeros_(self.final.linear.bias)
 
     def train(self, mode: bool = True) -> "DiffusionHead":
-        self._time_cache: dict = {}  # weights may change while training: forget memoised embeddings
+        # weights may change while training: forget the memoised embeddings and fused weights
+        self._time_cache: dict = {}
+        self._fused: dict = {}
         return super().train(mode)
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
@@ -212,7 +219,7 @@ class DiffusionHead(nn.Module):
         t0 = int(t[0])
         if not bool((t == t0).all()):
             return self.time_mlp(timestep_embedding(t, self.cfg.width))
-        key = (t0, t.device, self.in_proj.weight.dtype)
+        key = (t0, t.device, self.in_proj.weight.dtype, _versions(self.time_mlp))
         if key not in cache:
             cache[key] = self.time_mlp(timestep_embedding(t[:1], self.cfg.width))
         return cache[key].expand(t.shape[0], -1)
@@ -231,9 +238,47 @@ class DiffusionHead(nn.Module):
 
     def denoiser(self, h: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``lambda x_t, t: self(x_t, t, h)`` with the projection of ``h`` computed once (a sampler
-        calls the head ``steps`` times with the same LM state)."""
+        calls the head ``steps`` times with the same LM state). At inference (eval mode, no
+        autograd) it runs :meth:`_denoise_fused`, the same function in fewer, larger ops."""
         ch = self.cond_proj(self.cond_norm(h))
-        return lambda x_t, t: self._denoise(x_t, ch + self.time_embedding(t))
+        if self.training or torch.is_grad_enabled():
+            return lambda x_t, t: self._denoise(x_t, ch + self.time_embedding(t))
+        fused = self._fused_weights()
+        return lambda x_t, t: self._denoise_fused(x_t, ch + self.time_embedding(t), fused)
+
+    def _fused_weights(self) -> dict:
+        """Inference-only concatenations: every adaLN modulation in one matrix (with the ``1 +``
+        of each scale folded into its bias) and each block's two SwiGLU input projections in one."""
+        cache = self.__dict__.setdefault("_fused", {})
+        key = (self.in_proj.weight.device, self.in_proj.weight.dtype, _versions(self.blocks, self.final))
+        if key not in cache:
+            cache.clear()
+            w = self.cfg.width
+            ones = torch.ones(w, device=key[0], dtype=key[1])
+            weights = [blk.ada[-1].weight for blk in self.blocks] + [self.final.ada[-1].weight]
+            biases = [torch.cat([b[:w], b[w:2 * w] + ones, b[2 * w:]]) for b in
+                      (blk.ada[-1].bias for blk in self.blocks)]  # shift | 1 + scale | gate
+            fb = self.final.ada[-1].bias
+            biases.append(torch.cat([fb[:w], fb[w:] + ones]))
+            cache[key] = {
+                "ada_w": torch.cat(weights).detach(), "ada_b": torch.cat(biases).detach(),
+                "w13": [(torch.cat([b.w1.weight, b.w3.weight]).detach(), torch.cat([b.w1.bias, b.w3.bias]).detach())
+                        for b in self.blocks],
+            }
+        return cache[key]
+
+    def _denoise_fused(self, x_t: torch.Tensor, c: torch.Tensor, fused: dict) -> torch.Tensor:
+        """:meth:`_denoise` with the fused weights of :meth:`_fused_weights` (inference only)."""
+        w = self.cfg.width
+        mods = F.linear(F.silu(c), fused["ada_w"], fused["ada_b"])
+        x = self.in_proj(x_t)
+        for i, (blk, (w13, b13)) in enumerate(zip(self.blocks, fused["w13"])):
+            shift, scale1, gate = mods[:, 3 * w * i : 3 * w * (i + 1)].chunk(3, dim=-1)
+            y = torch.addcmul(shift, blk.norm(x), scale1)
+            a, b = F.linear(y, w13, b13).chunk(2, dim=-1)
+            x = torch.addcmul(x, gate, blk.w2(F.silu(a) * b))
+        shift, scale1 = mods[:, 3 * w * len(self.blocks) :].chunk(2, dim=-1)
+        return self.final.linear(torch.addcmul(shift, self.final.norm(x), scale1))
 
 
 def diffusion_loss(head: DiffusionHead, x0: torch.Tensor, h: torch.Tensor, batch_mul: int | None = None,
@@ -296,6 +341,18 @@ def _timesteps(schedule: "NoiseSchedule", steps: int, spacing: str = "logsnr") -
 
 
 @torch.no_grad()
+def _plan(schedule: "NoiseSchedule", steps: int, spacing: str) -> list[tuple[int, float, float, float, float]]:
+    """Per step ``(t, α_t, σ_t, α_s, σ_s)`` as Python floats (s: the next, lower time), memoised on
+    the schedule (its buffers never change)."""
+    memo = schedule.__dict__.setdefault("_plans", {})
+    key = (steps, spacing, schedule.alpha.device)
+    if key not in memo:
+        ts = _timesteps(schedule, steps, spacing)
+        alpha, sigma = schedule.alpha.double().tolist(), schedule.sigma.double().tolist()
+        memo[key] = [(t, alpha[t], sigma[t], alpha[s], sigma[s]) for t, s in zip(ts[:-1], ts[1:])]
+    return memo[key]
+
+
 def sample(model_fn: Callable, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str,
            steps: int = 10, method: str = "dpm++", temperature: float = 1.0,
            generator: torch.Generator | None = None, device=None, dtype=torch.float32,
@@ -307,29 +364,30 @@ def sample(model_fn: Callable, shape: tuple[int, ...], schedule: NoiseSchedule, 
         raise ValueError(f"steps must be in [1, {schedule.num_steps - 1}], got {steps}")
     device = device or schedule.alpha.device
     x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device, dtype=dtype) * temperature
-    ts = _timesteps(schedule, steps, spacing)
-    alpha, sigma = schedule.alpha.double(), schedule.sigma.double()
     n = shape[0]
     prev_x0, prev_h = None, None
-    for i in range(steps):
-        t, s = ts[i], ts[i + 1]
-        tt = torch.full((n,), t, dtype=torch.long, device=device)
-        x0, eps = schedule.to_x0_eps(model_fn(x, tt), x, tt, prediction)
-        a_t, s_t, a_s, s_s = alpha[t], sigma[t], alpha[s], sigma[s]
+    # Python-float coefficients, computed once per (steps, spacing): a sampler runs for every frame,
+    # so per-step tensor bookkeeping would cost more than the small head itself
+    for i, (t, a_t, s_t, a_s, s_s) in enumerate(_plan(schedule, steps, spacing)):
+        out = model_fn(x, torch.full((n,), t, dtype=torch.long, device=device))
+        if prediction == "eps":
+            eps, x0 = out, (x - s_t * out) / a_t
+        else:  # v = a·ε − s·x0  ⇒  x0 = a·x_t − s·v,  ε = s·x_t + a·v
+            x0, eps = a_t * x - s_t * out, s_t * x + a_t * out
         if method == "ddim":
             x = a_s * x0 + s_s * eps
         elif method == "ddpm":
             # ancestral step: the posterior q(x_s | x_t, x0) of the (strided) chain
             ab_t, ab_s = a_t**2, a_s**2
             beta = 1 - ab_t / ab_s
-            mean = (a_s * beta / (1 - ab_t)) * x0 + ((1 - beta).sqrt() * (1 - ab_s) / (1 - ab_t)) * x
+            mean = (a_s * beta / (1 - ab_t)) * x0 + (math.sqrt(1 - beta) * (1 - ab_s) / (1 - ab_t)) * x
             var = beta * (1 - ab_s) / (1 - ab_t)
             noise = torch.randn(x.shape, generator=generator, device=device, dtype=dtype) * temperature
-            x = mean + var.sqrt() * noise if s > 0 else mean
+            x = mean + math.sqrt(var) * noise if i < steps - 1 else mean
         else:  # DPM-Solver++(2M): first order on the first step, second order afterwards
-            h = torch.log(a_s / s_s) - torch.log(a_t / s_t)
-            d = x0 if prev_x0 is None else x0 + (x0 - prev_x0) / (2 * prev_h / h)
-            x = (s_s / s_t) * x - a_s * torch.expm1(-h) * d
+            h = math.log(a_s / s_s) - math.log(a_t / s_t)
+            d = x0 if prev_x0 is None else x0 + (x0 - prev_x0) * (h / (2 * prev_h))
+            x = (s_s / s_t) * x - (a_s * math.expm1(-h)) * d
             prev_x0, prev_h = x0, h
         x = x.to(dtype)
     # t = 0 has σ ≈ 0.006: x is the sample (its tiny leftover noise is below the codec's σ-VAE noise)

@@ -42,6 +42,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def train_full_batch(model: LatentLM, batch: LMBatch, steps: int) -> tuple[float, float]:
+    """``steps`` AdamW steps on one batch (seeded noise); returns the first and the last loss."""
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(steps):
+        loss = model.loss(batch, generator=g)["loss"]
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return losses[0], losses[-1]
+
+
 @pytest.fixture(scope="module")
 def overfit():
     """A 110k-parameter model trained 250 full-batch steps on 4 utterances (~6 s on one core)."""
@@ -49,15 +63,7 @@ def overfit():
     examples = four_utterances()
     batch = collate_lm(examples)
     model = LatentLM(tiny_config(cfg_drop_prob=0.0))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    g = torch.Generator().manual_seed(0)
-    first = None
-    for _ in range(250):
-        loss = model.loss(batch, generator=g)["loss"]
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    first, _ = train_full_batch(model, batch, 250)
     return model.eval(), examples, batch, first
 
 
@@ -287,16 +293,8 @@ def test_patched_model_overfits_and_generates_whole_patches():
     batch = collate_lm(examples)
     model = LatentLM(tiny_config(cfg_drop_prob=0.0, patch_size=2, frames_per_phone=4.0))
     assert model.cfg.token_dim == 2 * D and model.cfg.token_rate == 12.5
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    g = torch.Generator().manual_seed(0)
-    first = None
-    for _ in range(200):
-        loss = model.loss(batch, generator=g)["loss"]
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.2 * first
+    first, last = train_full_batch(model, batch, 200)
+    assert last < 0.2 * first
     model.eval()
     gen = model.generate([e["phones"] for e in examples], [e["prompt"] for e in examples], steps=10,
                          generator=torch.Generator().manual_seed(0))

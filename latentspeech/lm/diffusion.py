@@ -56,6 +56,7 @@ __all__ = [
     "sample",
     "guided",
     "timestep_embedding",
+    "x0_eps",
 ]
 
 Prediction = Literal["eps", "v"]
@@ -106,19 +107,20 @@ class NoiseSchedule(nn.Module):
 
     def to_x0_eps(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction: str):
         """Network output (ε or v) at x_t → (x0, ε)."""
-        a, s = self.alpha[t, None], self.sigma[t, None]
-        if prediction == "eps":
-            eps = out
-            x0 = (x_t - s * eps) / a
-        else:  # v = a·ε − s·x0  ⇒  x0 = a·x_t − s·v,  ε = s·x_t + a·v   (a² + s² = 1)
-            x0 = a * x_t - s * out
-            eps = s * x_t + a * out
-        return x0, eps
+        return x0_eps(out, x_t, self.alpha[t, None], self.sigma[t, None], prediction)
 
     def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
         if prediction == "eps":
             return eps
         return self.alpha[t, None] * eps - self.sigma[t, None] * x0
+
+
+def x0_eps(out: torch.Tensor, x_t: torch.Tensor, a, s, prediction: str):
+    """(x0, ε) from the network output at x_t = a·x0 + s·ε (a, s: tensors or floats)."""
+    if prediction == "eps":
+        return (x_t - s * out) / a, out
+    # v = a·ε − s·x0  ⇒  x0 = a·x_t − s·v,  ε = s·x_t + a·v   (a² + s² = 1)
+    return a * x_t - s * out, s * x_t + a * out
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -128,11 +130,6 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     args = t.float()[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     return F.pad(emb, (0, dim % 2))
-
-
-def _versions(*modules: nn.Module) -> int:
-    """Changes whenever a parameter of ``modules`` is modified in place (optimiser step, load_state_dict)."""
-    return sum(p._version for m in modules for p in m.parameters())
 
 
 def _modulate(x, shift, scale):
@@ -204,25 +201,15 @@ class DiffusionHead(nn.Module):
         nn.init.zeros_(self.final.ada[-1].weight), nn.init.zeros_(self.final.ada[-1].bias)
         nn.init.zeros_(self.final.linear.weight), nn.init.zeros_(self.final.linear.bias)
 
-    def train(self, mode: bool = True) -> "DiffusionHead":
-        # weights may change while training: forget the memoised embeddings and fused weights
-        self._time_cache: dict = {}
-        self._fused: dict = {}
-        return super().train(mode)
-
-    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
-        """MLP(sinusoid(t)) [N, width]. At inference (eval mode, no autograd) a batch of one shared
-        timestep is memoised: a sampler visits the same few timesteps for every frame."""
-        if self.training or torch.is_grad_enabled() or t.numel() == 0:
+    def time_embedding(self, t: torch.Tensor, memo: dict | None = None) -> torch.Tensor:
+        """MLP(sinusoid(t)) [N, width]. With ``memo`` (inference, see :meth:`denoiser`) a batch of one
+        shared timestep is computed once: a sampler visits the same few timesteps for every frame."""
+        if memo is None or t.numel() == 0 or not bool((t == t[0]).all()):
             return self.time_mlp(timestep_embedding(t, self.cfg.width))
-        cache = self.__dict__.setdefault("_time_cache", {})
-        t0 = int(t[0])
-        if not bool((t == t0).all()):
-            return self.time_mlp(timestep_embedding(t, self.cfg.width))
-        key = (t0, t.device, self.in_proj.weight.dtype, _versions(self.time_mlp))
-        if key not in cache:
-            cache[key] = self.time_mlp(timestep_embedding(t[:1], self.cfg.width))
-        return cache[key].expand(t.shape[0], -1)
+        key = ("t", int(t[0]))
+        if key not in memo:
+            memo[key] = self.time_mlp(timestep_embedding(t[:1], self.cfg.width))
+        return memo[key].expand(t.shape[0], -1)
 
     def condition(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.cond_proj(self.cond_norm(h)) + self.time_embedding(t)
@@ -243,29 +230,36 @@ class DiffusionHead(nn.Module):
         ch = self.cond_proj(self.cond_norm(h))
         if self.training or torch.is_grad_enabled():
             return lambda x_t, t: self._denoise(x_t, ch + self.time_embedding(t))
-        fused = self._fused_weights()
-        return lambda x_t, t: self._denoise_fused(x_t, ch + self.time_embedding(t), fused)
+        memo = self._inference_memo()
+        fused = self._fused_weights(memo)
+        return lambda x_t, t: self._denoise_fused(x_t, ch + self.time_embedding(t, memo), fused)
 
-    def _fused_weights(self) -> dict:
+    def _inference_memo(self) -> dict:
+        """Tensors derived from the weights for inference (timestep embeddings, fused weights); a
+        fresh dict whenever a weight changed in place (optimiser step, load_state_dict) or moved."""
+        w = self.in_proj.weight
+        key = (w.device, w.dtype, sum(p._version for p in self.parameters()))
+        if self.__dict__.get("_memo_key") != key:
+            self._memo_key, self._memo = key, {}
+        return self._memo
+
+    def _fused_weights(self, memo: dict) -> dict:
         """Inference-only concatenations: every adaLN modulation in one matrix (with the ``1 +``
         of each scale folded into its bias) and each block's two SwiGLU input projections in one."""
-        cache = self.__dict__.setdefault("_fused", {})
-        key = (self.in_proj.weight.device, self.in_proj.weight.dtype, _versions(self.blocks, self.final))
-        if key not in cache:
-            cache.clear()
+        if "fused" not in memo:
             w = self.cfg.width
-            ones = torch.ones(w, device=key[0], dtype=key[1])
+            ones = torch.ones(w, device=self.in_proj.weight.device, dtype=self.in_proj.weight.dtype)
             weights = [blk.ada[-1].weight for blk in self.blocks] + [self.final.ada[-1].weight]
             biases = [torch.cat([b[:w], b[w:2 * w] + ones, b[2 * w:]]) for b in
                       (blk.ada[-1].bias for blk in self.blocks)]  # shift | 1 + scale | gate
             fb = self.final.ada[-1].bias
             biases.append(torch.cat([fb[:w], fb[w:] + ones]))
-            cache[key] = {
+            memo["fused"] = {
                 "ada_w": torch.cat(weights).detach(), "ada_b": torch.cat(biases).detach(),
                 "w13": [(torch.cat([b.w1.weight, b.w3.weight]).detach(), torch.cat([b.w1.bias, b.w3.bias]).detach())
                         for b in self.blocks],
             }
-        return cache[key]
+        return memo["fused"]
 
     def _denoise_fused(self, x_t: torch.Tensor, c: torch.Tensor, fused: dict) -> torch.Tensor:
         """:meth:`_denoise` with the fused weights of :meth:`_fused_weights` (inference only)."""
@@ -340,7 +334,6 @@ def _timesteps(schedule: "NoiseSchedule", steps: int, spacing: str = "logsnr") -
     return out
 
 
-@torch.no_grad()
 def _plan(schedule: "NoiseSchedule", steps: int, spacing: str) -> list[tuple[int, float, float, float, float]]:
     """Per step ``(t, α_t, σ_t, α_s, σ_s)`` as Python floats (s: the next, lower time), memoised on
     the schedule (its buffers never change)."""
@@ -353,6 +346,7 @@ def _plan(schedule: "NoiseSchedule", steps: int, spacing: str) -> list[tuple[int
     return memo[key]
 
 
+@torch.no_grad()
 def sample(model_fn: Callable, shape: tuple[int, ...], schedule: NoiseSchedule, prediction: str,
            steps: int = 10, method: str = "dpm++", temperature: float = 1.0,
            generator: torch.Generator | None = None, device=None, dtype=torch.float32,
@@ -370,10 +364,7 @@ def sample(model_fn: Callable, shape: tuple[int, ...], schedule: NoiseSchedule, 
     # so per-step tensor bookkeeping would cost more than the small head itself
     for i, (t, a_t, s_t, a_s, s_s) in enumerate(_plan(schedule, steps, spacing)):
         out = model_fn(x, torch.full((n,), t, dtype=torch.long, device=device))
-        if prediction == "eps":
-            eps, x0 = out, (x - s_t * out) / a_t
-        else:  # v = a·ε − s·x0  ⇒  x0 = a·x_t − s·v,  ε = s·x_t + a·v
-            x0, eps = a_t * x - s_t * out, s_t * x + a_t * out
+        x0, eps = x0_eps(out, x, a_t, s_t, prediction)
         if method == "ddim":
             x = a_s * x0 + s_s * eps
         elif method == "ddpm":

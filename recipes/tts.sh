@@ -12,7 +12,7 @@
 #   stage 2  phonemize: latentspeech phonemize --data-dir                 -> $dumpdir/raw/<set>/phones
 #   stage 3  train the σ-VAE codec (or --pretrained-codec NAME|DIR)       -> $expdir/codec/model
 #   stage 4  extract latents of every set                                 -> $dumpdir/latents/<set>
-#   stage 5  train LatentLM                                               -> $expdir/latentlm/model
+#   stage 5  train LatentLM (pointer configs: phone durations first)      -> $expdir/latentlm/model
 #   stage 6  VALL-E baseline: RVQ codec, codes, AR+NAR model              -> $expdir/{codec_rvq,valle}/model
 #   stage 7  decode the evaluation protocols with both systems            -> $expdir/decode/<unit>/<system>/wav
 #            (ref-utt prompts on each test set; --cross-sets P:T: voices of P reading sentences of T)
@@ -59,6 +59,7 @@ package_dtype=float16   # stage 9: precision of the packaged weights (float16 ha
 codec_rvq_init=true     # stage 6: start the RVQ codec from the σ-VAE codec's trained trunk (--init-from)
 codec_train_args=""     # extra arguments of `latentspeech codec train`
 latentlm_train_args=""  # extra arguments of `latentspeech train latentlm`
+aligner_args=""         # stage 5, pointer-mode configs: extra arguments of `latentspeech align` (e.g. "--steps 200")
 valle_train_args=""     # extra arguments of `latentspeech train valle`
 run_baseline=true       # stage 6 and the baseline's decoding/evaluation
 cross_sets=""           # extra evaluations "PROMPTSET:TEXTSET ...": voices of one set read sentences of another
@@ -296,6 +297,24 @@ fi
 if stage_on 5; then
   log "stage 5: LatentLM"
   need_cli 5 train latentlm
+  if grep -Eq '^[[:space:]]*alignment:[[:space:]]*pointer' "$latentlm_config"; then
+    # pointer mode trains on per-phone durations: fit the MAS aligner, write dump/latents/<set>/durations
+    need_cli 5 align
+    align_key=$(fingerprint "$expdir/extract_latents/$train_set.done" "$expdir/extract_latents/$valid_set.done" \
+      "$expdir/phonemize/$train_set.done" "$aligner_args")
+    if is_done "$expdir/aligner/.done" "$align_key" && [ -f "$dumpdir/latents/$train_set/durations" ]; then
+      log "  aligner: done before ($expdir/aligner/.done)"
+    else
+      log "  aligner: training + durations, log in $expdir/aligner/log/align.log"
+      # shellcheck disable=SC2086
+      $train_cmd "$expdir/aligner/log/align.log" latentspeech align --no-progress \
+        --data "$dumpdir/raw/$train_set" --latents "$dumpdir/latents/$train_set" \
+        --data "$dumpdir/raw/$valid_set" --latents "$dumpdir/latents/$valid_set" \
+        --out "$expdir/aligner" $aligner_args \
+        || die "stage 5: the aligner failed, see $expdir/aligner/log/align.log"
+      mark_done "$expdir/aligner/.done" "$align_key"
+    fi
+  fi
   # shellcheck disable=SC2086
   train_model 5 latentlm "$latentlm_config" "$expdir/latentlm" \
     "$expdir/extract_latents/$train_set.done" "$expdir/extract_latents/$valid_set.done" \

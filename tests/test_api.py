@@ -177,6 +177,32 @@ def test_cli_errors_are_one_line(model_dir, prompt_wav, tmp_path, capsys):
     assert "no such model" in _one_error_line(capsys)
     assert main(["synthesize", "--text", "  ", "--prompt", str(prompt_wav), "--model", str(model_dir)]) == 1
     assert "empty" in _one_error_line(capsys)
+    assert main(["synthesize", "--text", "Hi.", "--prompt", str(prompt_wav), "--model", str(model_dir),
+                 "--threads", "-1"]) == 1
+    assert "--threads" in _one_error_line(capsys)
+
+
+def test_pointer_mode_model_speaks_through_the_api(model_dir, prompt_wav, tmp_path):
+    """A pointer-mode LatentLM (alignment 'pointer') exports, loads and speaks like any other; an
+    untrained advance head never advances by itself, so every sounding phone is held for
+    max_phone_frames and the length guard ends the row."""
+    from latentspeech.lm.aligner import silent_token_ids
+    from latentspeech.text import PhoneVocab
+
+    vocab = PhoneVocab()
+    torch.manual_seed(0)
+    lm = LatentLM(LatentLMConfig(latent_dim=8, vocab_size=vocab.size, pad_id=vocab.pad_id, frame_rate=25.0,
+                                 transformer=TransformerConfig(dim=32, n_layers=2, n_heads=4, max_seq_len=512),
+                                 head_blocks=1, guard_min_frames=2, frames_per_phone=0.5, alignment="pointer",
+                                 phone_encoder_layers=1, max_phone_frames=2,
+                                 silent_token_ids=silent_token_ids(vocab)))
+    out = export_latentlm(lm, tmp_path / "lm", model_dir / "codec",
+                          {"phone_vocab": vocab.to_dict(), "inference": {"steps": 2, "cfg": 2.0}})
+    tts = TTS.from_pretrained(out)
+    cfg = tts.backend.model.cfg
+    assert cfg.alignment == "pointer" and cfg.silent_token_ids == silent_token_ids(vocab)
+    wav, sr = tts.speak("Hello there.", prompt=prompt_wav, seed=1)
+    assert sr == SR and len(wav) > 0 and np.isfinite(wav).all()
 
 
 def test_cli_demo_without_bundled_model_exits_zero(capsys):

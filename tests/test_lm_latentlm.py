@@ -304,3 +304,62 @@ def test_patched_model_overfits_and_generates_whole_patches():
         assert abs(len(z) - len(e["target"])) <= 2, (len(z), len(e["target"]))
     with pytest.raises(ConfigError, match="patch_size"):
         tiny_config(patch_size=0).validate()
+
+
+def pointer_utterances() -> list[dict]:
+    """Four utterances whose phones have known durations; token 2 is silent (takes no frames)."""
+    out = []
+    for k, ex in enumerate(four_utterances()):
+        phones = list(ex["phones"])
+        phones.insert(1, 2)
+        d = [0] * len(phones)
+        sounding = [i for i, p in enumerate(phones) if p != 2]
+        for n in range(len(ex["target"])):
+            d[sounding[min(n * len(sounding) // len(ex["target"]), len(sounding) - 1)]] += 1
+        out.append({**ex, "phones": phones, "durations": d})
+    return out
+
+
+def test_pointer_mode_learns_durations_and_ends_after_the_last_phone():
+    """alignment 'pointer': frames are told their phone; the advance head reproduces the trained
+    durations at inference and moving past the last sounding phone ends the row."""
+    torch.manual_seed(0)
+    examples = pointer_utterances()
+    batch = collate_lm(examples)
+    assert batch.durations is not None and batch.durations.sum(1).tolist() == batch.target_lens.tolist()
+    model = LatentLM(tiny_config(cfg_drop_prob=0.0, alignment="pointer", silent_token_ids=[0, 2]))
+    assert not hasattr(model, "stop_head")
+    first, _ = train_full_batch(model, batch, 250)
+    model.eval()
+    with torch.no_grad():
+        out = model.loss(batch, cfg_drop=False, generator=torch.Generator().manual_seed(1))
+    assert out["advance_acc"].item() == 1.0 and out["diff"].item() < 0.15, out
+    gen = model.generate([e["phones"] for e in examples], [e["prompt"] for e in examples], steps=10,
+                         generator=torch.Generator().manual_seed(0))
+    assert all(gen.stopped)
+    for e, z in zip(examples, gen.latents):
+        assert len(z) == len(e["target"])
+        err = (z - e["target"]).abs().mean().item()
+        assert err < 0.35 * e["target"].abs().mean().item(), e["utt_id"]
+    # CFG rows (no phones, no prompt) ride along without changing the pointer's bookkeeping
+    g2 = model.generate([e["phones"] for e in examples], [e["prompt"] for e in examples], steps=4, cfg_scale=2.0,
+                        generator=torch.Generator().manual_seed(0))
+    assert len(g2.latents) == 4 and all(len(z) > 0 for z in g2.latents)
+    # without durations the pointer model cannot train; stale durations are named
+    with pytest.raises(ValueError, match="durations"):
+        model.loss(collate_lm([{k: v for k, v in e.items() if k != "durations"} for e in examples]))
+    bad = [dict(e) for e in examples]
+    bad[0]["durations"] = [x + 1 for x in bad[0]["durations"]]
+    with pytest.raises(ValueError, match="u0"):
+        model.loss(collate_lm(bad))
+    with pytest.raises(ConfigError, match="pointer"):
+        LatentLM(tiny_config(alignment="pointer", patch_size=2))
+
+
+def test_pointer_tables_skip_silent_tokens():
+    model = LatentLM(tiny_config(alignment="pointer", silent_token_ids=[2, 4]))
+    phones = torch.tensor([[2, 5, 4, 6, 2], [2, 4, 0, 0, 0]])
+    c_pad, nxt, first = model._pointer_tables(phones, torch.tensor([5, 2]))
+    assert first.tolist() == [1, 0]  # row 1 has only silent tokens: then every token sounds
+    assert nxt[0].tolist() == [1, 3, 3, 5, 5, 5] and nxt[1, :2].tolist() == [1, 5]
+    assert c_pad.shape == (2, 6, 48) and c_pad[:, -1].abs().sum() == 0

@@ -83,6 +83,19 @@ def test_length_filter_and_guard_stats():
     assert fpp["max"] >= fpp["p99"] >= fpp["mean"] > 0
 
 
+def test_durations_reach_the_batch_and_bad_ones_are_skipped():
+    src = make_source()
+    src.durations = {u: [len(src.latents[u]) - len(p) + 1] + [1] * (len(p) - 1) for u, p in src.phones.items()}
+    src.durations["A-1"] = src.durations["A-1"][:-1]  # one token short: skipped
+    src.durations["B-0"] = [x + 1 for x in src.durations["B-0"]]  # wrong sum: skipped
+    del src.durations["B-1"]
+    ds = LMDataset([src], frame_rate=25.0, prompt_seconds=(0.2, 0.4))
+    assert ds.skipped["no_durations"] == 3 and len(ds) == 3
+    batch = collate_lm([ds[i] for i in range(len(ds))])
+    assert batch.durations.shape == batch.phones.shape
+    assert batch.durations.sum(1).tolist() == batch.target_lens.tolist()
+
+
 def test_no_usable_data_is_a_data_dir_error():
     src = make_source()
     src.phones = {}

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "latentspeech.cli.text",  # phonemize
     "latentspeech.cli.data",  # data validate / fix
     "latentspeech.cli.codec",  # codec train / encode / decode / extract
+    "latentspeech.cli.align",  # align (phone durations for LatentLM's pointer mode)
     "latentspeech.cli.train",  # train latentlm / valle
     "latentspeech.cli.eval",  # eval
 ]

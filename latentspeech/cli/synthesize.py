@@ -25,11 +25,26 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (same seed: same audio on CPU)")
     p.add_argument("--batch-size", type=int, default=8, help="sentences generated together (default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch CPU threads (default 1: the demo-size models gain nothing from more, and on a busy "
+                        "machine 2 threads ran 100x slower than 1; 0 = torch's default)")
     p.set_defaults(func=run_synthesize)
 
     d = sub.add_parser("demo", help="synthesize a sentence with the bundled model (what `make demo` runs)")
     d.add_argument("--out", default="demo.wav", help="output wav (default: demo.wav)")
+    d.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1; 0 = torch's default)")
     d.set_defaults(func=run_demo)
+
+
+def _set_threads(n: int) -> None:
+    from ..errors import ConfigError
+
+    if n < 0:
+        raise ConfigError(f"--threads must be >= 0, got {n}")
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def read_text(args) -> str:
@@ -54,6 +69,7 @@ def run_synthesize(args) -> int:
         raise ConfigError(f"--steps must be between 1 and 100, got {args.steps}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    _set_threads(args.threads)
     text = read_text(args)
     t0 = time.perf_counter()
     tts = TTS.from_pretrained(args.model, device=args.device)
@@ -93,6 +109,7 @@ def run_demo(args) -> int:
         raise CheckpointError("no demo prompt in latentspeech/assets/prompts/ (expected a .wav or .flac)")
     from ..api import TTS
 
+    _set_threads(args.threads)
     t0 = time.perf_counter()
     tts = TTS.from_pretrained(DEFAULT_MODEL)
     path = tts.speak_to_file(args.out, DEMO_TEXT, prompt=prompt, seed=0)

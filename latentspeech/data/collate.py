@@ -1,7 +1,8 @@
 """Collation for the LatentLM: a list of examples → one right-padded :class:`~latentspeech.lm.latentlm.LMBatch`.
 
 An example is a dict with ``utt_id`` (str), ``prompt`` ([P, D] normalised latents of the speaker
-prompt), ``phones`` (phone ids) and ``target`` ([F, D] normalised latents to predict). Each
+prompt), ``phones`` (phone ids), ``target`` ([F, D] normalised latents to predict) and, for LatentLM's
+pointer mode, ``durations`` (frames per phone token, 0-padded in the batch). Each
 segment is padded on its own (zeros for latents, ``pad_id`` for phones) and its true lengths kept;
 the model lays the segments out into one sequence (see ``latentspeech/lm/latentlm.py``).
 """
@@ -52,5 +53,6 @@ def collate_lm(examples: Sequence[dict], pad_id: int = 0):
     prompt, plens = pad_latents([e["prompt"] for e in examples], dim)
     target, flens = pad_latents([e["target"] for e in examples], dim)
     phones, llens = pad_ids([e["phones"] for e in examples], pad_id)
+    durations = pad_ids([e["durations"] for e in examples], 0)[0] if all("durations" in e for e in examples) else None
     return LMBatch(prompt=prompt, prompt_lens=plens, phones=phones, phone_lens=llens, target=target,
-                   target_lens=flens, utt_ids=[e["utt_id"] for e in examples])
+                   target_lens=flens, utt_ids=[e["utt_id"] for e in examples], durations=durations)

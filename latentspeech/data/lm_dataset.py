@@ -75,10 +75,13 @@ class LMSource:
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     name: str = ""
+    durations: dict[str, list[int]] | None = None  # frames per phone token (LatentLM's pointer mode)
 
     @classmethod
-    def from_dirs(cls, data_dir: str | Path, latent_dir: str | Path, vocab) -> "LMSource":
-        """A Kaldi data dir (``phones``, ``utt2spk``) + a latent store dir."""
+    def from_dirs(cls, data_dir: str | Path, latent_dir: str | Path, vocab, durations: bool = False) -> "LMSource":
+        """A Kaldi data dir (``phones``, ``utt2spk``) + a latent store dir (+ its ``durations`` file
+        from ``latentspeech align`` when ``durations``)."""
+        from ..lm.aligner import DURATIONS, read_durations
         from .latents import LatentStore
 
         data_dir = Path(data_dir)
@@ -87,7 +90,8 @@ class LMSource:
         if norm is None:
             raise DataDirError(f"latent store {latent_dir} records no latent_mean/latent_std in its meta.yaml")
         return cls(latents=store, phones=read_phones(data_dir / "phones", vocab),
-                   utt2spk=read_utt2spk(data_dir / "utt2spk"), mean=norm[0], std=norm[1], name=str(data_dir))
+                   utt2spk=read_utt2spk(data_dir / "utt2spk"), mean=norm[0], std=norm[1], name=str(data_dir),
+                   durations=read_durations(Path(latent_dir) / DURATIONS) if durations else None)
 
     def frames(self, utt: str) -> int:
         f = getattr(self.latents, "frames", None)
@@ -117,7 +121,7 @@ class LMDataset(Dataset):
         self.lengths: list[int] = []  # target frames
         self.n_phones: list[int] = []
         by_spk: dict[tuple[int, str], list[int]] = {}
-        self.skipped = {"no_latents": 0, "no_phones": 0, "length": 0, "single_utt": 0}
+        self.skipped = {"no_latents": 0, "no_phones": 0, "length": 0, "single_utt": 0, "no_durations": 0}
         for si, src in enumerate(self.sources):
             for utt in sorted(src.utt2spk):
                 if utt not in src.latents:
@@ -127,6 +131,11 @@ class LMDataset(Dataset):
                     self.skipped["no_phones"] += 1
                     continue
                 f = src.frames(utt)
+                if src.durations is not None:
+                    d = src.durations.get(utt)
+                    if d is None or len(d) != len(src.phones[utt]) or sum(d) != f:
+                        self.skipped["no_durations"] += 1
+                        continue
                 if f < min_frames or (max_frames is not None and f > max_frames):
                     self.skipped["length"] += 1
                     continue
@@ -182,7 +191,10 @@ class LMDataset(Dataset):
             prompt = self._crop(self.sources[sj].load(other), rng)
         else:
             prompt = self._crop(target, rng)
-        return {"utt_id": utt, "prompt": prompt, "phones": src.phones[utt], "target": target}
+        ex = {"utt_id": utt, "prompt": prompt, "phones": src.phones[utt], "target": target}
+        if src.durations is not None:
+            ex["durations"] = src.durations[utt]
+        return ex
 
 
 class BucketBatchSampler(Sampler[list[int]]):

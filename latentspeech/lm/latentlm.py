@@ -33,6 +33,16 @@ Sequence layout (one row of a batch)::
   With ``patch_size`` p > 1 every z above is a token of p consecutive frames (:func:`patchify`):
   the sequence, the Transformer passes and the head calls per second of audio all shrink by p.
 
+Pointer mode (``alignment="pointer"``) keeps this layout and adds explicit alignment: a small
+bidirectional phone encoder gives each phone a vector; every speech token's input gets the vector
+of the phone its frame says plus an embedding of how many frames that phone has lasted, and the
+head's condition for the next frame gets the vector of *that* frame's phone. In training the phone
+of each frame comes from per-phone durations (``latentspeech align``, :mod:`.aligner`); at inference
+an advance head decides after every frame whether the next one says the next sounding phone, and
+advancing past the last one ends the utterance (it replaces the stop head). The Transformer no
+longer has to find its place in the text by attention, which a small model trained on a few hours
+learns slowly (RESULTS.md "Session 4").
+
 Batched generation left-pads the prefixes (``prompt | phones | BOS``) so that every row's BOS is
 the last slot and all rows advance through the KV cache in lockstep; a row stops when its stop
 probability passes ``stop_threshold`` (consulted only after ``min_frames_per_phone · L`` frames) or
@@ -162,6 +172,18 @@ class LatentLMConfig:
     min_frames_per_phone: float | None = None  # the stop head is ignored before this many frames per phone
     guard_min_frames: int = 10
     max_prompt_seconds: float = 6.0
+    # How a speech token finds the phone it says. "attention": by attending to the phone prefix (the
+    # paper's model). "pointer": each speech token is also told its phone: a bidirectional phone
+    # encoder's vector of that phone is added to its input and to the head's condition, with an
+    # embedding of how many frames the phone has lasted; the phone of each frame comes from
+    # per-token durations in training (``latentspeech align``), and at inference an advance head
+    # moves a pointer over the sounding phones (tokens outside ``silent_token_ids``); moving past
+    # the last one ends the utterance (no stop head). Needs patch_size 1.
+    alignment: Literal["attention", "pointer"] = "attention"
+    phone_encoder_layers: int = 2
+    max_phone_frames: int = 32  # pointer: longest elapsed count embedded; a phone held this long is left
+    advance_threshold: float = 0.5
+    silent_token_ids: list[int] = field(default_factory=list)  # pointer: tokens that take no frames
 
     def validate(self) -> None:
         if self.patch_size < 1:
@@ -176,6 +198,12 @@ class LatentLMConfig:
             raise ConfigError(f"latentlm: need input_noise >= 0 and 0 <= input_dropout < 1 "
                               f"(got {self.input_noise}, {self.input_dropout})")
         validate_alignment_aids(self, "latentlm", "Transformer", self.transformer.n_layers)
+        if self.alignment not in ("attention", "pointer"):
+            raise ConfigError(f"latentlm: alignment must be 'attention' or 'pointer', got {self.alignment!r}")
+        if self.alignment == "pointer" and (self.patch_size != 1 or self.max_phone_frames < 1
+                                            or self.phone_encoder_layers < 1):
+            raise ConfigError("latentlm: alignment 'pointer' needs patch_size 1, max_phone_frames >= 1 and "
+                              "phone_encoder_layers >= 1")
         if not self.transformer.causal:
             raise ConfigError("latentlm: the Transformer must be causal")
         self.head_config().validate()
@@ -239,11 +267,13 @@ class LMBatch:
     target: torch.Tensor  # [B, F, D] normalised latents
     target_lens: torch.Tensor  # [B]
     utt_ids: list[str] = field(default_factory=list)
+    durations: torch.Tensor | None = None  # [B, L] frames per phone token (pointer mode), 0-padded
 
     def to(self, device) -> "LMBatch":
         t = {k: getattr(self, k).to(device) for k in
              ("prompt", "prompt_lens", "phones", "phone_lens", "target", "target_lens")}
-        return LMBatch(**t, utt_ids=self.utt_ids)
+        d = self.durations.to(device) if self.durations is not None else None
+        return LMBatch(**t, utt_ids=self.utt_ids, durations=d)
 
     def __len__(self) -> int:
         return int(self.prompt_lens.shape[0])
@@ -281,13 +311,28 @@ class LatentLM(nn.Module):
         self.bos = nn.Parameter(torch.zeros(dim))
         self.transformer = Transformer(cfg.transformer)
         self.head = DiffusionHead(cfg.head_config())
-        self.stop_head = nn.Linear(dim, 1)
+        self.pointer = cfg.alignment == "pointer"
+        if not self.pointer:
+            self.stop_head = nn.Linear(dim, 1)
         for emb in (self.phone_emb.weight, self.segment_emb.weight, self.bos):
             nn.init.normal_(emb, std=0.02)
         nn.init.normal_(self.latent_in.weight, std=0.02)
         nn.init.zeros_(self.latent_in.bias)
-        nn.init.zeros_(self.stop_head.weight)
-        nn.init.constant_(self.stop_head.bias, -4.0)  # "keep talking" until taught otherwise
+        if self.pointer:
+            tc = cfg.transformer
+            self.phone_encoder = Transformer(TransformerConfig(
+                dim=dim, n_layers=cfg.phone_encoder_layers, n_heads=tc.n_heads, n_kv_heads=tc.n_kv_heads,
+                ffn_dim=tc.ffn_dim, max_seq_len=tc.max_seq_len, dropout=tc.dropout, causal=False))
+            self.aligned_in = nn.Linear(dim, dim)  # the current phone's vector, into the speech token
+            self.aligned_cond = nn.Linear(dim, dim)  # the next frame's phone vector, into the head's condition
+            self.elapsed_emb = nn.Embedding(cfg.max_phone_frames + 1, dim)  # 0 at BOS
+            nn.init.normal_(self.elapsed_emb.weight, std=0.02)
+            self.advance_head = nn.Linear(dim, 1)  # "the next frame says the next phone (or nothing)"
+            nn.init.zeros_(self.advance_head.weight)
+            nn.init.constant_(self.advance_head.bias, -1.0)
+        else:
+            nn.init.zeros_(self.stop_head.weight)
+            nn.init.constant_(self.stop_head.bias, -4.0)  # "keep talking" until taught otherwise
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -297,8 +342,11 @@ class LatentLM(nn.Module):
         """Input embedding of speech tokens z [..., patch_size·D] (what each generated token is fed back as)."""
         return self.latent_in(z) + self.segment_emb.weight[SPEECH]
 
-    def _pack(self, prompt, prompt_lens, phones, phone_lens, target, target_lens, left_pad: bool) -> _Packed:
-        """Lay out [prompt | phones | BOS | target] per row (see the module docstring)."""
+    def _pack(self, prompt, prompt_lens, phones, phone_lens, target, target_lens, left_pad: bool,
+              speech_extra: torch.Tensor | None = None) -> _Packed:
+        """Lay out [prompt | phones | BOS | target] per row (see the module docstring).
+
+        ``speech_extra`` [B, 1 + F, dim] is added to the BOS and target slots (pointer mode)."""
         B = prompt_lens.shape[0]
         dev = prompt_lens.device
         P, L, Fm = prompt.shape[1], phones.shape[1], target.shape[1]
@@ -334,6 +382,10 @@ class LatentLM(nn.Module):
             if self.training and self.cfg.input_dropout > 0:
                 emb = F.dropout(emb, self.cfg.input_dropout, training=True)
             x = torch.where(is_target[..., None], emb, x)
+        if speech_extra is not None:
+            idx = (s - start).clamp(0, speech_extra.shape[1] - 1)
+            extra = torch.gather(speech_extra, 1, idx[..., None].expand(B, T, dim))
+            x = x + extra * (is_bos | is_target)[..., None]
         seg = torch.where(is_prompt, PROMPT, torch.where(is_phone, PHONES, SPEECH))
         x = x + self.segment_emb(seg)  # for target slots: = speech_embedding(z)
         x = x * valid[..., None]
@@ -359,7 +411,11 @@ class LatentLM(nn.Module):
             u = torch.rand(plens.shape, device=plens.device, generator=generator)
             keep = (u >= cfg.cfg_drop_prob).long()
             plens, llens = plens * keep, llens * keep
-        pk = self._pack(batch.prompt, plens, batch.phones, llens, batch.target, batch.target_lens, left_pad=False)
+        extra = cond_add = adv_labels = None
+        if self.pointer:
+            extra, cond_add, adv_labels = self._pointer_inputs(batch, keep=llens > 0)
+        pk = self._pack(batch.prompt, plens, batch.phones, llens, batch.target, batch.target_lens, left_pad=False,
+                        speech_extra=extra)
         guide = cfg.guided_attention_weight > 0 and self.training
         if guide:
             h, att = self.transformer(pk.x, pk.positions, pk.valid, attention_layer=cfg.guided_attention_layer)
@@ -371,17 +427,32 @@ class LatentLM(nn.Module):
         dmask = pk.valid & (rel >= 0) & (rel < flens)
         tgt_idx = rel.clamp(0, max(batch.target.shape[1] - 1, 0))
         targets = torch.gather(batch.target, 1, tgt_idx[..., None].expand(*tgt_idx.shape, batch.target.shape[-1]))
-        diff = diffusion_loss(self.head, targets[dmask], h[dmask], cfg.batch_mul, generator=generator)
-        # stop: at BOS, z_1 … z_F; positive only at z_F
-        smask = pk.valid & (rel >= 0) & (rel <= flens)
-        labels = (rel == flens).float()[smask]
-        logits = self.stop_head(h[smask]).squeeze(-1).float()
-        stop = F.binary_cross_entropy_with_logits(
-            logits, labels, pos_weight=torch.tensor(cfg.stop_pos_weight, device=logits.device))
+        cond = h
+        if cond_add is not None:  # the head also hears which phone the predicted frame says
+            cond = h + torch.gather(cond_add, 1, tgt_idx[..., None].expand(*tgt_idx.shape, h.shape[-1]))
+        diff = diffusion_loss(self.head, targets[dmask], cond[dmask], cfg.batch_mul, generator=generator)
         diff_mean = diff.mean()
-        with torch.no_grad():
-            stop_acc = ((logits > 0).float() == labels).float().mean()
-        out = {"loss": diff_mean + cfg.stop_weight * stop, "diff": diff_mean, "stop": stop, "stop_acc": stop_acc}
+        if self.pointer:
+            # advance: at z_1 … z_F of rows with phones; positive where the next frame starts a new phone or
+            # the utterance ends
+            amask = pk.valid & (rel >= 1) & (rel <= flens) & (llens[:, None] > 0)
+            lab_idx = (rel - 1).clamp(0, max(batch.target.shape[1] - 1, 0))
+            labels = torch.gather(adv_labels, 1, lab_idx)[amask].float()
+            logits = self.advance_head(h[amask]).squeeze(-1).float()
+            adv = F.binary_cross_entropy_with_logits(logits, labels) if labels.numel() else h.sum() * 0.0
+            with torch.no_grad():
+                acc = ((logits > 0).float() == labels).float().mean() if labels.numel() else adv.detach()
+            out = {"loss": diff_mean + cfg.stop_weight * adv, "diff": diff_mean, "advance": adv, "advance_acc": acc}
+        else:
+            # stop: at BOS, z_1 … z_F; positive only at z_F
+            smask = pk.valid & (rel >= 0) & (rel <= flens)
+            labels = (rel == flens).float()[smask]
+            logits = self.stop_head(h[smask]).squeeze(-1).float()
+            stop = F.binary_cross_entropy_with_logits(
+                logits, labels, pos_weight=torch.tensor(cfg.stop_pos_weight, device=logits.device))
+            with torch.no_grad():
+                stop_acc = ((logits > 0).float() == labels).float().mean()
+            out = {"loss": diff_mean + cfg.stop_weight * stop, "diff": diff_mean, "stop": stop, "stop_acc": stop_acc}
         if guide:
             out["guide"] = guided_attention_loss(att, pk.slot, plens, llens, rel, batch.target_lens,
                                                  cfg.guided_attention_sigma)
@@ -391,6 +462,62 @@ class LatentLM(nn.Module):
     def forward(self, batch: LMBatch) -> torch.Tensor:
         return self.loss(batch)["loss"]
 
+    # -- pointer mode ---------------------------------------------------------------------------
+    def _pointer_tables(self, phones: torch.Tensor, phone_lens: torch.Tensor):
+        """Inference tables: (phone vectors [B, L+1, dim] with a zero "end" row at index L, the next
+        sounding phone after each index [B, L+1] (L = none left), the first sounding phone [B]).
+        A sentence with no sounding token at all lets every token sound."""
+        B, L = phones.shape
+        dev = phones.device
+        idx = torch.arange(L, device=dev)[None].expand(B, L)
+        real = idx < phone_lens[:, None]
+        silent = torch.as_tensor(list(self.cfg.silent_token_ids), dtype=torch.long, device=dev)
+        sounding = real & ~torch.isin(phones, silent)
+        sounding |= real & ~sounding.any(1, keepdim=True)
+        vals = torch.where(sounding, idx, torch.full_like(idx, L))
+        suffix_min = vals.flip(1).cummin(1).values.flip(1)  # first sounding index >= k
+        end = torch.full((B, 1), L, dtype=torch.long, device=dev)
+        next_sounding = torch.cat([suffix_min[:, 1:], end, end], 1)  # [B, L+1]: after k (k = L: stays L)
+        c = self.encode_phones(phones, phone_lens)
+        c_pad = torch.cat([c, c.new_zeros(B, 1, c.shape[-1])], 1)
+        return c_pad, next_sounding, suffix_min[:, 0] if L else end[:, 0]
+
+    def encode_phones(self, phones: torch.Tensor, phone_lens: torch.Tensor) -> torch.Tensor:
+        """Pointer mode: contextual phone vectors [B, L, dim] (bidirectional encoder; zero on padding)."""
+        valid = torch.arange(phones.shape[1], device=phones.device)[None] < phone_lens.clamp(min=1)[:, None]
+        x = self.phone_emb(phones) * valid[..., None]
+        return self.phone_encoder(x, padding_mask=valid) * valid[..., None]
+
+    def _pointer_inputs(self, batch: LMBatch, keep: torch.Tensor):
+        """Teacher-forced pointer inputs from the batch's durations: (speech_extra [B, 1+F, dim] for
+        ``_pack``, the head-condition term of each predicted frame [B, F, dim], advance labels [B, F]
+        (at frame f: does frame f+1 say another phone, or is f the last frame?)). Rows with
+        ``keep`` False (CFG-dropped) get no phone vectors."""
+        cfg = self.cfg
+        if batch.durations is None:
+            raise ValueError("alignment 'pointer' trains on per-phone durations (LMBatch.durations): run "
+                             "`latentspeech align` and train with the durations file")
+        B, Fm = batch.target.shape[:2]
+        L, dim = batch.phones.shape[1], cfg.transformer.dim
+        dur = batch.durations.long()
+        cum = dur.cumsum(1)
+        if bool((cum[:, -1] != batch.target_lens).any()):
+            bad = [u for u, a, b in zip(batch.utt_ids or ["?"] * B, cum[:, -1].tolist(), batch.target_lens.tolist())
+                   if a != b]
+            raise ValueError(f"durations do not sum to the frame count for {bad[:3]} (stale durations file?)")
+        f = torch.arange(Fm, device=dur.device)[None].expand(B, Fm).contiguous()
+        tok = torch.searchsorted(cum.contiguous(), f, right=True).clamp(max=L - 1)  # phone of each frame
+        start = torch.gather(cum - dur, 1, tok)
+        elapsed = (f - start + 1).clamp(1, cfg.max_phone_frames)
+        k = keep.to(batch.target.dtype)[:, None, None]
+        c = self.encode_phones(batch.phones, batch.phone_lens)
+        c_f = torch.gather(c, 1, tok[..., None].expand(B, Fm, dim))
+        extra = torch.cat([self.elapsed_emb.weight[0].expand(B, 1, dim),
+                           self.aligned_in(c_f) * k + self.elapsed_emb(elapsed)], 1)
+        nxt = torch.cat([tok[:, 1:], tok[:, -1:]], 1)
+        labels = (nxt != tok) | (f + 1 >= batch.target_lens[:, None])
+        return extra, self.aligned_cond(c_f) * k, labels
+
     def patched(self, batch: LMBatch) -> LMBatch:
         """The batch with prompt and target grouped into tokens of ``patch_size`` frames."""
         p = self.cfg.patch_size
@@ -398,7 +525,7 @@ class LatentLM(nn.Module):
             return batch
         prompt, plens = patchify(batch.prompt, batch.prompt_lens, p)
         target, tlens = patchify(batch.target, batch.target_lens, p)
-        return LMBatch(prompt, plens, batch.phones, batch.phone_lens, target, tlens, batch.utt_ids)
+        return LMBatch(prompt, plens, batch.phones, batch.phone_lens, target, tlens, batch.utt_ids, batch.durations)
 
     @torch.no_grad()
     def alignment(self, batch: LMBatch) -> dict:
@@ -499,7 +626,13 @@ class LatentLM(nn.Module):
             llens_all, plens_all = llens, plens
         rows = ph.shape[0]
         empty = torch.zeros(rows, 0, D, device=dev)
-        pk = self._pack(pr, plens_all, ph, llens_all, empty, torch.zeros_like(llens_all), left_pad=True)
+        extra = None
+        if self.pointer:
+            c_pad, next_sounding, ptr = self._pointer_tables(ph[:B], llens)
+            elapsed = torch.zeros(B, dtype=torch.long, device=dev)
+            extra = self.elapsed_emb.weight[0].expand(rows, 1, self.cfg.transformer.dim)
+        pk = self._pack(pr, plens_all, ph, llens_all, empty, torch.zeros_like(llens_all), left_pad=True,
+                        speech_extra=extra)
 
         guard = [self.length_guard(int(n)) for n in llens.tolist()]
         if max_frames is not None:
@@ -516,7 +649,16 @@ class LatentLM(nn.Module):
         min_t = torch.tensor([self.min_length(int(n)) for n in llens.tolist()], device=dev)
         for j in range(limit):
             h_c, h_u = (h[:B], h[B:]) if guided_rows else (h, None)
-            if use_stop and j > 0:
+            if self.pointer and j > 0:  # move the pointer; moving past the last sounding phone ends the row
+                p_adv = torch.sigmoid(self.advance_head(h_c).squeeze(-1))
+                adv = active & ((p_adv > cfg.advance_threshold) | (elapsed >= cfg.max_phone_frames))
+                ptr = torch.where(adv, torch.gather(next_sounding, 1, ptr[:, None])[:, 0], ptr)
+                elapsed = torch.where(adv, torch.zeros_like(elapsed), elapsed)
+                if use_stop:
+                    ends = adv & (ptr >= c_pad.shape[1] - 1)
+                    stopped |= ends
+                    active &= ~ends
+            elif use_stop and j > 0:
                 p_stop = torch.sigmoid(self.stop_head(h_c).squeeze(-1))
                 ends = active & (lengths >= min_t) & (p_stop > cfg.stop_threshold)
                 stopped |= ends
@@ -524,6 +666,9 @@ class LatentLM(nn.Module):
             active &= lengths < guard_t
             if not bool(active.any()):
                 break
+            if self.pointer:
+                c_now = c_pad[torch.arange(B, device=dev), ptr]  # the phone of the frame to sample
+                h_c = h_c + self.aligned_cond(c_now)
             z = sample(guided(self.head, h_c, h_u, cfg_scale), (B, D), self.head.schedule,
                        cfg.prediction, steps=steps, method=method, temperature=temperature,
                        generator=generator, device=dev)
@@ -531,7 +676,12 @@ class LatentLM(nn.Module):
             out[:, j] = torch.where(active[:, None], z, out[:, j])
             lengths += active.long()
             x = self.speech_embedding(z)
-            if guided_rows:
+            if self.pointer:
+                elapsed = (elapsed + 1).clamp(max=cfg.max_phone_frames)
+                x = x + self.elapsed_emb(elapsed)
+                x_c = x + self.aligned_in(c_now)
+                x = torch.cat([x_c, x]) if guided_rows else x_c
+            elif guided_rows:
                 x = torch.cat([x, x])
             h = self.transformer(x[:, None], cache=cache)[:, -1]
             passes += 1

@@ -272,8 +272,10 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
     out_dir = Path(out_dir)
-    sources = sources if sources is not None else [LMSource.from_dirs(d, z, vocab) for d, z in train]
-    valid_sources = valid_sources if valid_sources is not None else [LMSource.from_dirs(d, z, vocab) for d, z in valid]
+    pointer = cfg.model.alignment == "pointer"
+    sources = sources if sources is not None else [LMSource.from_dirs(d, z, vocab, pointer) for d, z in train]
+    valid_sources = (valid_sources if valid_sources is not None
+                     else [LMSource.from_dirs(d, z, vocab, pointer) for d, z in valid])
     store = sources[0].latents
     meta_src = getattr(store, "meta", {}) or {}
     frame_rate = float(meta_src.get("frame_rate") or cfg.model.frame_rate)
@@ -288,6 +290,10 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     fpp = train_ds.frames_per_phone()
     mcfg = dataclasses.replace(cfg.model, latent_dim=latent_dim, frame_rate=frame_rate, vocab_size=vocab.size,
                                pad_id=vocab.pad_id)
+    if pointer:
+        from ..lm.aligner import silent_token_ids
+
+        mcfg.silent_token_ids = silent_token_ids(vocab)
     if mcfg.frames_per_phone is None:
         mcfg.frames_per_phone = round(dc.guard_margin * fpp["max"], 3)
     if mcfg.min_frames_per_phone is None:

@@ -32,7 +32,8 @@ if [ "$smoke" = true ]; then
   # a separate tree, so that a smoke run never touches the real corpus or models
   datadir=${datadir:-data/smoke}; dumpdir=${dumpdir:-dump/smoke}; expdir=${expdir:-exp/smoke}
   local_data_opts="--out $datadir --smoke true"
-  eval_opts=(--eval-num-utts 2 --eval-min-dur 0.5 --eval-max-dur 30 --min-dur 0.5 --cross-num-utts 1 --decode-args "--steps 1")
+  eval_opts=(--eval-num-utts 2 --eval-min-dur 0.5 --eval-max-dur 30 --min-dur 0.5 --cross-num-utts 1 --decode-args "--steps 1"
+             --aligner-args "--steps 2 --batch-size 2")
 else
   datadir=${datadir:-data}; dumpdir=${dumpdir:-dump}; expdir=${expdir:-exp}
   local_data_opts="--out $datadir"

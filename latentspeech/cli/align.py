@@ -1,0 +1,50 @@
+"""CLI: ``latentspeech align --data DIR --latents DIR ... --out EXP_DIR``: per-token phone durations.
+
+Fits the MAS aligner of :mod:`latentspeech.lm.aligner` on every given (data dir, latent store)
+pair, then writes ``<latent store>/durations`` for each: what a LatentLM with
+``alignment: pointer`` trains on. The aligner itself is saved under ``EXP_DIR/model``.
+"""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("align", help="phone durations for LatentLM's pointer mode (MAS aligner)",
+                       description="Pairs --data DIR --latents DIR (repeatable): a Kaldi data dir with 'phones' "
+                                   "and its latent store. Writes <latents>/durations for every pair.")
+    p.add_argument("--data", action="append", required=True, metavar="DIR", help="Kaldi data dir (repeatable)")
+    p.add_argument("--latents", action="append", required=True, metavar="DIR", help="its latent store (repeatable)")
+    p.add_argument("--out", required=True, metavar="EXP_DIR", help="where the aligner model dir goes")
+    p.add_argument("--steps", type=int, default=1000, metavar="N", help="training batches (default 1000)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines instead)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from ..data.lm_dataset import LMSource
+    from ..errors import ConfigError
+    from ..lm.aligner import DURATIONS, save_aligner, train_aligner, write_durations
+    from ..text import PhoneVocab
+
+    if len(args.data) != len(args.latents):
+        raise ConfigError(f"give one --latents per --data ({len(args.data)} data dirs, {len(args.latents)} latent dirs)")
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    vocab = PhoneVocab()
+    sources = [LMSource.from_dirs(d, z, vocab) for d, z in zip(args.data, args.latents)]
+    aligner = train_aligner(sources, vocab, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                            progress=not args.no_progress)
+    out = save_aligner(aligner, Path(args.out) / "model", {"phone_vocab": vocab.to_dict(), "steps": args.steps})
+    print(f"saved aligner {out}")
+    for src, z in zip(sources, args.latents):
+        counts = write_durations(aligner, src, vocab, Path(z) / DURATIONS, progress=not args.no_progress)
+        print(f"wrote {Path(z) / DURATIONS}: {counts['aligned']} utterances aligned, {counts['skipped']} skipped "
+              f"(more sounding phones than frames)")
+    return 0

@@ -1,0 +1,95 @@
+"""The MAS aligner: the DP finds the best monotonic path, silent tokens get no frames, training
+recovers known durations, the durations file round-trips, and the CLI writes it next to the latents."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from latentspeech.data.lm_dataset import LMSource
+from latentspeech.errors import DataDirError
+from latentspeech.lm.aligner import (AlignerConfig, align_batch, frame_tokens, monotonic_alignment, read_durations,
+                                     silent_token_ids, train_aligner, write_durations)
+from latentspeech.text import PhoneVocab
+
+
+def brute_force(score: np.ndarray) -> float:
+    K, T = score.shape
+    best = -np.inf
+    for cuts in itertools.combinations(range(1, T), K - 1):  # frames where a new token starts
+        d = np.diff([0, *cuts, T])
+        best = max(best, score[np.repeat(np.arange(K), d), np.arange(T)].sum())
+    return best
+
+
+def test_monotonic_alignment_is_the_best_path():
+    rng = np.random.default_rng(0)
+    for K, T in [(1, 5), (3, 3), (3, 7), (4, 9)]:
+        score = rng.normal(size=(K, T))
+        path = monotonic_alignment(score)
+        assert path[0] == 0 and path[-1] == K - 1 and set(np.diff(path)) <= {0, 1}
+        assert np.isclose(score[path, np.arange(T)].sum(), brute_force(score))
+    with pytest.raises(ValueError, match="cannot"):
+        monotonic_alignment(np.zeros((4, 3)))
+
+
+def test_silent_tokens_are_marks_and_boundaries():
+    v = PhoneVocab()
+    silent = {v.tokens[i] for i in silent_token_ids(v)}
+    assert {"|", "ˈ", "ˌ", "<pad>", '"'} <= silent
+    assert not {"a", "ɪ", ",", ".", "?", "<unk>"} & silent
+
+
+class _Toy:
+    """Toy corpus over a real vocab: each phone has its own latent, durations are random."""
+
+    def __init__(self, n=24, dim=8, seed=0):
+        v = PhoneVocab()
+        rng = np.random.default_rng(seed)
+        phones = [v.encode([t])[0] for t in ("a", "i", "u", "s", "m", "k")]
+        means = {p: rng.normal(size=dim) * 2 for p in phones}
+        bar = v.encode(["|"])[0]
+        self.vocab, self.phones, self.latents, self.true = v, {}, {}, {}
+        for k in range(n):
+            ids = [int(x) for x in rng.choice(phones, size=5)]
+            ids.insert(2, bar)  # a word boundary: no frames
+            d = [0 if i == bar else int(rng.integers(1, 5)) for i in ids]
+            z = np.concatenate([np.repeat(means[i][None], n_, 0) for i, n_ in zip(ids, d) if n_])
+            u = f"u{k:02d}"
+            self.phones[u], self.true[u] = ids, d
+            self.latents[u] = (z + 0.1 * rng.normal(size=z.shape)).astype(np.float32)
+
+    def source(self):
+        return LMSource(latents=self.latents, phones=self.phones, utt2spk={u: "s" for u in self.phones}, name="toy")
+
+
+def test_training_recovers_known_durations_and_files_round_trip(tmp_path):
+    toy = _Toy()
+    src = toy.source()
+    aligner = train_aligner([src], toy.vocab, steps=150, batch_size=8, progress=False, log=None,
+                            config=AlignerConfig(dim=32, conv_layers=1, transformer_layers=1))
+    silent = set(silent_token_ids(toy.vocab))
+    utts = sorted(toy.phones)
+    with torch.no_grad():
+        _, durs = align_batch(aligner, [toy.phones[u] for u in utts], [toy.latents[u] for u in utts], silent)
+    right = sum(int((frame_tokens(d) == frame_tokens(toy.true[u])).sum()) for u, d in zip(utts, durs))
+    total = sum(len(toy.latents[u]) for u in utts)
+    assert right / total > 0.9, right / total  # frames given to the right phone (measured 1.0)
+    for u, d in zip(utts, durs):
+        assert d[2] == 0 and sum(d) == len(toy.latents[u]) and min(np.delete(d, 2)) >= 1
+    path = tmp_path / "durations"
+    counts = write_durations(aligner, src, toy.vocab, path, progress=False)
+    assert counts == {"aligned": len(utts), "skipped": 0} and not (tmp_path / "durations.tmp").exists()
+    back = read_durations(path)
+    assert [back[u] for u in utts] == [d.tolist() for d in durs]
+
+
+def test_read_durations_errors(tmp_path):
+    with pytest.raises(DataDirError, match="latentspeech align"):
+        read_durations(tmp_path / "durations")
+    (tmp_path / "durations").write_text("u1 1 x 2\n")
+    with pytest.raises(DataDirError, match="durations:1"):
+        read_durations(tmp_path / "durations")

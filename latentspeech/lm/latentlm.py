@@ -282,7 +282,7 @@ class LMBatch:
 @dataclass
 class GenerationOutput:
     latents: list[torch.Tensor]  # per row: [F_b, D] normalised latents
-    stopped: list[bool]  # True: the stop head ended the row; False: the length guard did
+    stopped: list[bool]  # True: the stop head (pointer mode: passing the last phone) ended the row; False: the guard did
     guard: list[int]  # the length guard of each row (tokens: frames / patch_size)
     transformer_passes: int  # incremental Transformer calls (prefill included)
     head_evals: int  # diffusion-head calls (each on the whole batch; CFG doubles the rows)

@@ -29,16 +29,15 @@ def run(args) -> int:
     import torch
 
     from ..data.lm_dataset import LMSource
-    from ..errors import ConfigError
     from ..lm.aligner import DURATIONS, save_aligner, train_aligner, write_durations
     from ..text import PhoneVocab
+    from .train import _pairs
 
-    if len(args.data) != len(args.latents):
-        raise ConfigError(f"give one --latents per --data ({len(args.data)} data dirs, {len(args.latents)} latent dirs)")
+    pairs = _pairs(args.data, args.latents, "aligned sets")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     vocab = PhoneVocab()
-    sources = [LMSource.from_dirs(d, z, vocab) for d, z in zip(args.data, args.latents)]
+    sources = [LMSource.from_dirs(d, z, vocab) for d, z in pairs]
     aligner = train_aligner(sources, vocab, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                             progress=not args.no_progress)
     out = save_aligner(aligner, Path(args.out) / "model", {"phone_vocab": vocab.to_dict(), "steps": args.steps})

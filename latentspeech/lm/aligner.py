@@ -16,12 +16,13 @@ brackets, hyphens, specials: :func:`silent_token_ids`) get 0 frames; pause punct
 (``, . ! ? ; :``) and phones get at least one. Durations are stored per token, in frames, in a
 Kaldi-style text file ``durations`` next to the latent store (``<utt> <d_1> ... <d_L>``, Σ d = F).
 
-    aligner = train_aligner(sources, silent_ids, steps=3000)
-    write_durations(aligner, source, silent_ids, "dump/latents/train/durations")
+    aligner = train_aligner([source], vocab, steps=1000)    # sources: LMSource (latents + phone ids)
+    write_durations(aligner, source, vocab, "dump/latents/train/durations")
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -168,9 +169,8 @@ def train_aligner(sources, vocab, steps: int = 3000, batch_size: int = 16, lr: f
     torch.manual_seed(seed)
     rng = random.Random(seed)
     first = sources[items[0][0]].load(items[0][1])
-    cfg = config or AlignerConfig()
-    cfg = AlignerConfig(**{**cfg.__dict__, "vocab_size": vocab.size, "pad_id": vocab.pad_id,
-                           "latent_dim": first.shape[-1]})
+    cfg = dataclasses.replace(config or AlignerConfig(), vocab_size=vocab.size, pad_id=vocab.pad_id,
+                              latent_dim=first.shape[-1])
     aligner = PhoneAligner(cfg)
     opt = torch.optim.Adam(aligner.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))

@@ -112,6 +112,17 @@ def guided_attention_loss(att: torch.Tensor, slot: torch.Tensor, prompt_lens: to
     return per_query[mask].mean()
 
 
+def _binary_loss(logits: torch.Tensor, labels: torch.Tensor,
+                 pos_weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE of a one-logit head ([N, 1] logits, [N] 0/1 labels) and its accuracy at threshold 0.5."""
+    logits = logits.squeeze(-1).float()
+    pw = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device)
+    loss = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pw)
+    with torch.no_grad():
+        acc = ((logits > 0).float() == labels).float().mean()
+    return loss, acc
+
+
 def validate_alignment_aids(cfg, where: str, stack: str, n_layers: int) -> None:
     """Check the alignment-aid fields LatentLM and the VALL-E AR stage share
     (``phone_position_scale``, ``guided_attention_{weight,layer,sigma}``); ``stack`` names the
@@ -438,20 +449,17 @@ class LatentLM(nn.Module):
             amask = pk.valid & (rel >= 1) & (rel <= flens) & (llens[:, None] > 0)
             lab_idx = (rel - 1).clamp(0, max(batch.target.shape[1] - 1, 0))
             labels = torch.gather(adv_labels, 1, lab_idx)[amask].float()
-            logits = self.advance_head(h[amask]).squeeze(-1).float()
-            adv = F.binary_cross_entropy_with_logits(logits, labels) if labels.numel() else h.sum() * 0.0
-            with torch.no_grad():
-                acc = ((logits > 0).float() == labels).float().mean() if labels.numel() else adv.detach()
+            if labels.numel():
+                adv, acc = _binary_loss(self.advance_head(h[amask]), labels)
+            else:  # every row CFG-dropped
+                adv = h.sum() * 0.0
+                acc = adv.detach()
             out = {"loss": diff_mean + cfg.stop_weight * adv, "diff": diff_mean, "advance": adv, "advance_acc": acc}
         else:
             # stop: at BOS, z_1 … z_F; positive only at z_F
             smask = pk.valid & (rel >= 0) & (rel <= flens)
             labels = (rel == flens).float()[smask]
-            logits = self.stop_head(h[smask]).squeeze(-1).float()
-            stop = F.binary_cross_entropy_with_logits(
-                logits, labels, pos_weight=torch.tensor(cfg.stop_pos_weight, device=logits.device))
-            with torch.no_grad():
-                stop_acc = ((logits > 0).float() == labels).float().mean()
+            stop, stop_acc = _binary_loss(self.stop_head(h[smask]), labels, cfg.stop_pos_weight)
             out = {"loss": diff_mean + cfg.stop_weight * stop, "diff": diff_mean, "stop": stop, "stop_acc": stop_acc}
         if guide:
             out["guide"] = guided_attention_loss(att, pk.slot, plens, llens, rel, batch.target_lens,

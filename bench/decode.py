@@ -276,6 +276,12 @@ def compare_valle(args) -> int:
     return 0
 
 
+def _distilled(model: str) -> bool:
+    from latentspeech.checkpoint import load_model_dir
+
+    return bool(load_model_dir(model, kind="latentlm").config.get("guidance_distilled"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="trained LatentLM model dir (default: random weights of --config)")
@@ -294,12 +300,18 @@ def main(argv=None) -> int:
     ap.add_argument("--text", default=COMPARE_TEXT, help="--valle: the sentence both systems speak")
     ap.add_argument("--prompt", default=COMPARE_PROMPT, help="--valle: the speaker prompt both systems get")
     ap.add_argument("--lm-steps", type=int, default=10, help="--valle: LatentLM sampler steps")
-    ap.add_argument("--lm-cfg", type=float, default=2.0, help="--valle: LatentLM CFG scale")
+    ap.add_argument("--lm-cfg", type=float, default=None,
+                    help="--valle: LatentLM CFG scale (default 2; 1 for a guidance-distilled model)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.valle is not None:
+        if args.lm_cfg is None:
+            args.lm_cfg = 1.0 if args.model and _distilled(args.model) else 2.0
         return compare_valle(args)
     model, codec, name = build_model(args)
+    if model.cfg.guidance_distilled and args.cfg != [1.0]:  # CFG is built into the head: only cfg 1 applies
+        print(f"note: guidance-distilled model (scale {model.cfg.guidance_distilled:g}): --cfg 1 only")
+        args.cfg = [1.0]
     print(f"model: {name}; {model.num_parameters() / 1e6:.2f} M parameters; {model.cfg.frame_rate:g} Hz latents, {model.cfg.token_rate:g} tokens/s; "
           f"{args.batch} x {args.seconds:g} s; {args.threads} threads; torch {torch.__version__}")
     print(f"{'steps':>5} {'cfg':>4} {'passes/s':>9} {'head/s':>7} {'LM s/s':>7} {'RTF':>6} {'gauss err':>9} {'ode dev':>8}")

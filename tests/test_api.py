@@ -13,7 +13,7 @@ import torch
 
 from latentspeech.api import TTS
 from latentspeech.cli import main
-from latentspeech.errors import AudioError, CheckpointError, TextError
+from latentspeech.errors import AudioError, CheckpointError, ConfigError, TextError
 from latentspeech.lm.latentlm import LatentLM, LatentLMConfig
 from latentspeech.lm.transformer import TransformerConfig
 from latentspeech.train.latentlm import export_latentlm
@@ -244,5 +244,8 @@ def test_bundled_demo_models_speak_offline(name):
     assert 0.3 < len(wav) / sr < 6.0  # stopped by itself, well before a runaway
     again, _ = tts.speak("Hello there.", prompt=demo_prompt(), seed=0)
     assert np.array_equal(wav, again)
-    if name == "latentlm-demo":  # the sampler the model dir recommends
-        assert tts.backend.default_temperature == 0.7 and tts.backend.default_cfg == 3.0
+    if name == "latentlm-demo":  # the sampler the model dir recommends: guidance is built into its head
+        assert tts.backend.default_temperature == 0.7 and tts.backend.default_cfg == 1.0
+        assert tts.backend.model.cfg.guidance_distilled == 3.0
+        with pytest.raises(ConfigError, match="use cfg 1"):  # guidance on top of built-in guidance
+            tts.speak("Hello there.", prompt=demo_prompt(), cfg=3.0)

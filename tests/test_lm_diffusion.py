@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from latentspeech.errors import ConfigError
 from latentspeech.lm.diffusion import (
@@ -123,8 +124,9 @@ def _head(**kw) -> DiffusionHead:
     return DiffusionHead(DiffusionHeadConfig(latent_dim=6, cond_dim=10, width=16, n_blocks=2, **kw))
 
 
-def test_head_is_zero_initialised():
-    head = _head()
+@pytest.mark.parametrize("modulation", ["joint", "separable"])
+def test_head_is_zero_initialised(modulation):
+    head = _head(modulation=modulation)
     out = head(torch.randn(4, 6), torch.randint(0, 1000, (4,)), torch.randn(4, 10))
     assert out.shape == (4, 6)
     assert torch.count_nonzero(out) == 0
@@ -147,9 +149,11 @@ def test_cfg_scale_one_equals_conditional_prediction():
     assert torch.allclose(g3, head(x, t, hu) + 3.0 * (cond - head(x, t, hu)), atol=1e-5)
 
 
-def test_inference_fast_path_matches_the_plain_forward():
-    """denoiser(h) (h projected once per frame) and the memoised time embedding change nothing."""
-    head = _head()
+@pytest.mark.parametrize("modulation", ["joint", "separable"])
+def test_inference_fast_path_matches_the_plain_forward(modulation):
+    """denoiser(h) (h projected once per frame) and the memoised time embedding (and, separable,
+    the memoised timestep modulations) change nothing."""
+    head = _head(modulation=modulation)
     for p in head.parameters():
         torch.nn.init.normal_(p, std=0.2)
     x, h = torch.randn(5, 6), torch.randn(5, 10)
@@ -166,6 +170,20 @@ def test_inference_fast_path_matches_the_plain_forward():
         assert not torch.allclose(head.denoiser(h)(x, t), first)
         head.blocks[0].w1.weight.mul_(2.0)
         assert torch.allclose(head.denoiser(h)(x, t), head.train()(x, t, h), atol=1e-6)
+
+
+def test_separable_modulation_splits_state_and_timestep():
+    """Separable: each modulation is Linear(SiLU(c_h)) + Linear(SiLU(c_t)); joint: Linear(SiLU(c_h + c_t))."""
+    head = _head(modulation="separable")
+    for p in head.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    blk = head.blocks[0]
+    assert blk.ada_t[-1].bias is None and not hasattr(_head().blocks[0], "ada_t")
+    c_h, c_t = torch.randn(3, 16), torch.randn(3, 16)
+    ref = blk.ada[-1](F.silu(c_h)) + blk.ada_t[-1](F.silu(c_t))
+    assert torch.allclose(blk.modulation(c_h, c_t), ref, atol=1e-6)
+    with pytest.raises(ConfigError, match="modulation"):
+        DiffusionHeadConfig(modulation="film").validate()
 
 
 def test_loss_is_per_position_and_trains_the_head():

@@ -9,8 +9,10 @@ import torch
 
 from latentspeech.data.collate import collate_lm
 from latentspeech.errors import ConfigError
+from latentspeech.lm.diffusion import guided
 from latentspeech.lm.latentlm import LatentLM, LatentLMConfig, LMBatch, default_frames_per_phone
 from latentspeech.lm.transformer import TransformerConfig
+from latentspeech.train.distill import DistillConfig, distill_guidance
 
 D = 4
 
@@ -307,9 +309,12 @@ def test_patched_model_overfits_and_generates_whole_patches():
 
 
 def pointer_utterances() -> list[dict]:
-    """Four utterances whose phones have known durations; token 2 is silent (takes no frames)."""
+    """Four utterances whose phones have known durations; token 2 is silent (takes no frames); two
+    have an odd number of frames."""
     out = []
     for k, ex in enumerate(four_utterances()):
+        if k % 2:
+            ex = {**ex, "target": ex["target"][:-1]}
         phones = list(ex["phones"])
         phones.insert(1, 2)
         d = [0] * len(phones)
@@ -320,14 +325,20 @@ def pointer_utterances() -> list[dict]:
     return out
 
 
-def test_pointer_mode_learns_durations_and_ends_after_the_last_phone():
+@pytest.mark.parametrize("patch_size", [1, 2])
+def test_pointer_mode_learns_durations_and_ends_after_the_last_phone(patch_size):
     """alignment 'pointer': frames are told their phone; the advance head reproduces the trained
-    durations at inference and moving past the last sounding phone ends the row."""
+    durations at inference and moving past the last sounding phone ends the row. With 2-frame
+    patches too: a token carries two frames' phones, the head makes two advance decisions, and a row
+    may end inside a token (odd lengths come out exact)."""
     torch.manual_seed(0)
     examples = pointer_utterances()
     batch = collate_lm(examples)
     assert batch.durations is not None and batch.durations.sum(1).tolist() == batch.target_lens.tolist()
-    model = LatentLM(tiny_config(cfg_drop_prob=0.0, alignment="pointer", silent_token_ids=[0, 2]))
+    if patch_size > 1:
+        assert any(n % patch_size for n in batch.target_lens.tolist())  # some row ends inside a token
+    model = LatentLM(tiny_config(cfg_drop_prob=0.0, alignment="pointer", silent_token_ids=[0, 2],
+                                 patch_size=patch_size))
     assert not hasattr(model, "stop_head")
     first, _ = train_full_batch(model, batch, 250)
     model.eval()
@@ -353,7 +364,7 @@ def test_pointer_mode_learns_durations_and_ends_after_the_last_phone():
     with pytest.raises(ValueError, match="u0"):
         model.loss(collate_lm(bad))
     with pytest.raises(ConfigError, match="pointer"):
-        LatentLM(tiny_config(alignment="pointer", patch_size=2))
+        LatentLM(tiny_config(alignment="pointer", max_phone_frames=0))
 
 
 def test_pointer_tables_skip_silent_tokens():
@@ -363,3 +374,74 @@ def test_pointer_tables_skip_silent_tokens():
     assert first.tolist() == [1, 0]  # row 1 has only silent tokens: then every token sounds
     assert nxt[0].tolist() == [1, 3, 3, 5, 5, 5] and nxt[1, :2].tolist() == [1, 5]
     assert c_pad.shape == (2, 6, 48) and c_pad[:, -1].abs().sum() == 0
+
+
+# -- guidance distillation (latentspeech/train/distill.py) ---------------------------------------
+@pytest.fixture(scope="module")
+def pointer_model():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    examples = pointer_utterances()
+    batch = collate_lm(examples)
+    model = LatentLM(tiny_config(cfg_drop_prob=0.3, alignment="pointer", silent_token_ids=[0, 2], patch_size=2))
+    train_full_batch(model, batch, 150)
+    return model.eval(), examples, batch
+
+
+def _guided_gap(model, teacher_head, batch, scale, student_head=None):
+    """Mean squared gap between the (student) conditional head and the teacher's guided pair."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        h_c, x0 = model.head_conditions(batch, conditional=True)
+        h_u, _ = model.head_conditions(batch, conditional=False)
+        t = torch.randint(0, 1000, (x0.shape[0],), generator=g)
+        x_t = teacher_head.schedule.add_noise(x0, torch.randn(x0.shape, generator=g), t)
+        want = guided(teacher_head, h_c, h_u, scale)(x_t, t)
+        got = (student_head or model.head)(x_t, t, h_c)
+    return (got - want).pow(2).mean().item()
+
+
+def test_head_conditions_pair_conditional_and_unconditional_rows(pointer_model):
+    model, _, batch = pointer_model
+    with torch.no_grad():
+        h_c, x_c = model.head_conditions(batch, conditional=True)
+        h_u, x_u = model.head_conditions(batch, conditional=False)
+    n_tokens = int(((batch.target_lens + 1) // 2).sum())  # 2-frame tokens
+    assert h_c.shape == h_u.shape == (n_tokens, 48) and torch.equal(x_c, x_u)
+    assert not torch.allclose(h_c, h_u)  # the unconditional rows lack prompt and phones
+
+
+def test_distillation_folds_guidance_into_the_head(pointer_model):
+    import copy
+
+    model, examples, batch = pointer_model
+    model = copy.deepcopy(model)
+    teacher = copy.deepcopy(model.head).eval()
+    before = _guided_gap(model, teacher, batch, 3.0)
+    log = []
+    distill_guidance(model, [batch], DistillConfig(scale=3.0, steps=150, lr=3e-3, warmup_steps=5),
+                     progress=False, log=log)
+    after = _guided_gap(model, teacher, batch, 3.0)
+    assert after < 0.5 * before, (before, after)
+    assert log and log[-1][1] < log[0][1]
+    assert model.cfg.guidance_distilled == 3.0 and not model.training
+    assert all(p.requires_grad for p in model.parameters())
+    # the Transformer and the advance head are untouched
+    base = pointer_model[0]
+    assert torch.equal(model.advance_head.weight, base.advance_head.weight)
+    assert torch.equal(model.transformer.layers[0].attn.wq.weight, base.transformer.layers[0].attn.wq.weight)
+    # a distilled model samples with one row per sentence; asking for CFG again is a clear error
+    gen = model.generate([e["phones"] for e in examples], [e["prompt"] for e in examples], steps=4,
+                         generator=torch.Generator().manual_seed(0))
+    assert len(gen.latents) == 4 and all(len(z) > 0 for z in gen.latents)
+    with pytest.raises(ValueError, match="cfg 1"):
+        model.generate([examples[0]["phones"]], examples[0]["prompt"], cfg_scale=3.0)
+    with pytest.raises(ValueError, match="already"):
+        distill_guidance(model, [batch], DistillConfig(steps=1), progress=False)
+
+
+def test_distill_config_validation():
+    with pytest.raises(ConfigError, match="distill"):
+        DistillConfig(scale=0.5).validate()
+    with pytest.raises(ConfigError, match="distill"):
+        DistillConfig(steps=-1).validate()

@@ -77,12 +77,19 @@ class DiffusionHeadConfig:
     num_steps: int = 1000
     batch_mul: int = 4
     norm_eps: float = 1e-6
+    # How the adaLN modulations see the condition c = LM state + timestep. "joint": Linear(SiLU(c_h +
+    # c_t)), DiT's form. "separable": Linear(SiLU(c_h)) + Linear(SiLU(c_t)): the same shape, but at
+    # inference the LM-state part is computed once per frame and the timestep part once per sampler
+    # step for all frames, so a sampler step runs no modulation matrix at all.
+    modulation: Literal["joint", "separable"] = "joint"
 
     def validate(self) -> None:
         if self.width < self.latent_dim:
             raise ConfigError(f"diffusion head: width {self.width} must be >= latent_dim {self.latent_dim}")
         if self.n_blocks < 1 or self.batch_mul < 1 or self.num_steps < 2:
             raise ConfigError("diffusion head: n_blocks, batch_mul must be >= 1 and num_steps >= 2")
+        if self.modulation not in ("joint", "separable"):
+            raise ConfigError(f"diffusion head: modulation must be 'joint' or 'separable', got {self.modulation!r}")
         if self.prediction not in ("eps", "v"):
             raise ConfigError(f"diffusion head: prediction must be 'eps' or 'v', got {self.prediction!r}")
 
@@ -137,40 +144,60 @@ def _modulate(x, shift, scale):
 
 
 class AdaLNBlock(nn.Module):
-    """norm → adaLN shift/scale → SwiGLU MLP → gated residual (DiT's adaLN-Zero)."""
+    """norm → adaLN shift/scale → SwiGLU MLP → gated residual (DiT's adaLN-Zero).
 
-    def __init__(self, width: int, hidden: int, eps: float):
+    ``forward`` takes the block's modulation [N, 3·width] (shift | scale | gate) from
+    :meth:`modulation`, so that the head can compute all modulations in one place."""
+
+    n_mods = 3
+
+    def __init__(self, width: int, hidden: int, eps: float, separable: bool = False):
         super().__init__()
         self.norm = RMSNorm(width, eps)
         self.w1 = nn.Linear(width, hidden)
         self.w3 = nn.Linear(width, hidden)
         self.w2 = nn.Linear(hidden, width)
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, self.n_mods * width))
+        if separable:  # the timestep's own modulation (no bias: ``ada`` has one)
+            self.ada_t = nn.Sequential(nn.SiLU(), nn.Linear(width, self.n_mods * width, bias=False))
 
-    def forward(self, x, c):
-        shift, scale, gate = self.ada(c).chunk(3, dim=-1)
+    def modulation(self, c_h: torch.Tensor, c_t: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "ada_t"):
+            return self.ada(c_h) + self.ada_t(c_t)
+        return self.ada(c_h + c_t)
+
+    def forward(self, x, mod):
+        shift, scale, gate = mod.chunk(3, dim=-1)
         y = _modulate(self.norm(x), shift, scale)
         return x + gate * self.w2(F.silu(self.w1(y)) * self.w3(y))
 
 
-class FinalLayer(nn.Module):
-    def __init__(self, width: int, out_dim: int, eps: float):
-        super().__init__()
+class FinalLayer(AdaLNBlock):
+    """DiT's final layer: norm → adaLN shift/scale → linear (modulation [N, 2·width])."""
+
+    n_mods = 2
+
+    def __init__(self, width: int, out_dim: int, eps: float, separable: bool = False):
+        nn.Module.__init__(self)
         self.norm = RMSNorm(width, eps)
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, self.n_mods * width))
+        if separable:
+            self.ada_t = nn.Sequential(nn.SiLU(), nn.Linear(width, self.n_mods * width, bias=False))
         self.linear = nn.Linear(width, out_dim)
 
-    def forward(self, x, c):
-        shift, scale = self.ada(c).chunk(2, dim=-1)
+    def forward(self, x, mod):
+        shift, scale = mod.chunk(2, dim=-1)
         return self.linear(_modulate(self.norm(x), shift, scale))
 
 
 class DiffusionHead(nn.Module):
     """MLP denoiser conditioned on the LM state: ``forward(x_t [N,D], t [N], h [N,C]) -> [N,D]``.
 
-    c = Linear(RMSNorm(h)) + MLP(sinusoid(t)); the noisy latent goes through an input projection,
-    ``n_blocks`` adaLN blocks and a DiT final layer. Every adaLN modulation and the final linear
-    layer start at zero, so the untrained head outputs 0 and each block starts as the identity.
+    c_h = Linear(RMSNorm(h)), c_t = MLP(sinusoid(t)); every adaLN block and the DiT final layer are
+    modulated by c_h + c_t (``modulation`` "joint") or by c_h and c_t separately ("separable", see
+    :class:`DiffusionHeadConfig`); the noisy latent goes through an input projection, ``n_blocks``
+    adaLN blocks and the final layer. Every adaLN modulation and the final linear layer start at
+    zero, so the untrained head outputs 0 and each block starts as the identity.
     """
 
     def __init__(self, cfg: DiffusionHeadConfig):
@@ -178,27 +205,36 @@ class DiffusionHead(nn.Module):
         cfg.validate()
         self.cfg = cfg
         w = cfg.width
+        sep = cfg.modulation == "separable"
         self.schedule = NoiseSchedule(cfg.num_steps)
         self.in_proj = nn.Linear(cfg.latent_dim, w)
         self.cond_norm = RMSNorm(cfg.cond_dim, cfg.norm_eps)
         self.cond_proj = nn.Linear(cfg.cond_dim, w)
         self.time_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
         hidden = int(round(cfg.mlp_ratio * w))
-        self.blocks = nn.ModuleList(AdaLNBlock(w, hidden, cfg.norm_eps) for _ in range(cfg.n_blocks))
-        self.final = FinalLayer(w, cfg.latent_dim, cfg.norm_eps)
+        self.blocks = nn.ModuleList(AdaLNBlock(w, hidden, cfg.norm_eps, sep) for _ in range(cfg.n_blocks))
+        self.final = FinalLayer(w, cfg.latent_dim, cfg.norm_eps, sep)
         self.reset_parameters()
+
+    @property
+    def _modulated(self) -> list[AdaLNBlock]:
+        return [*self.blocks, self.final]
 
     def reset_parameters(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         for m in self.time_mlp:
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
-        for blk in self.blocks:
-            nn.init.zeros_(blk.ada[-1].weight), nn.init.zeros_(blk.ada[-1].bias)
-        nn.init.zeros_(self.final.ada[-1].weight), nn.init.zeros_(self.final.ada[-1].bias)
+        for blk in self._modulated:
+            for ada in (blk.ada, getattr(blk, "ada_t", None)):
+                if ada is not None:
+                    nn.init.zeros_(ada[-1].weight)
+                    if ada[-1].bias is not None:
+                        nn.init.zeros_(ada[-1].bias)
         nn.init.zeros_(self.final.linear.weight), nn.init.zeros_(self.final.linear.bias)
 
     def time_embedding(self, t: torch.Tensor, memo: dict | None = None) -> torch.Tensor:
@@ -211,68 +247,103 @@ class DiffusionHead(nn.Module):
             memo[key] = self.time_mlp(timestep_embedding(t[:1], self.cfg.width))
         return memo[key].expand(t.shape[0], -1)
 
-    def condition(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.cond_proj(self.cond_norm(h)) + self.time_embedding(t)
-
-    def _denoise(self, x_t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def _denoise(self, x_t: torch.Tensor, c_h: torch.Tensor, c_t: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x_t)
         for blk in self.blocks:
-            x = blk(x, c)
-        return self.final(x, c)
+            x = blk(x, blk.modulation(c_h, c_t))
+        return self.final(x, self.final.modulation(c_h, c_t))
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self._denoise(x_t, self.condition(h, t))
+        return self._denoise(x_t, self.cond_proj(self.cond_norm(h)), self.time_embedding(t))
 
     def denoiser(self, h: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``lambda x_t, t: self(x_t, t, h)`` with the projection of ``h`` computed once (a sampler
         calls the head ``steps`` times with the same LM state). At inference (eval mode, no
-        autograd) it runs :meth:`_denoise_fused`, the same function in fewer, larger ops."""
+        autograd) it runs :meth:`_denoise_fused`, the same function in fewer, larger ops; with
+        separable modulation the LM state's modulations are computed here, once per frame, and each
+        timestep's once per model."""
         ch = self.cond_proj(self.cond_norm(h))
         if self.training or torch.is_grad_enabled():
-            return lambda x_t, t: self._denoise(x_t, ch + self.time_embedding(t))
+            return lambda x_t, t: self._denoise(x_t, ch, self.time_embedding(t))
         memo = self._inference_memo()
         fused = self._fused_weights(memo)
-        return lambda x_t, t: self._denoise_fused(x_t, ch + self.time_embedding(t, memo), fused)
+        if self.cfg.modulation == "separable":
+            mods_h = F.linear(F.silu(ch), fused["ada_w"], fused["ada_b"])
+
+            def fn(x_t, t):
+                key = ("mods_t", int(t[0]))
+                if key not in memo:
+                    memo[key] = F.linear(F.silu(self.time_embedding(t[:1], memo)), fused["ada_t_w"])
+                mods = mods_h + memo[key] if bool((t == t[0]).all()) else \
+                    mods_h + F.linear(F.silu(self.time_embedding(t)), fused["ada_t_w"])
+                return self._denoise_fused(x_t, mods, fused)
+
+            return fn
+        return lambda x_t, t: self._denoise_fused(
+            x_t, F.linear(F.silu(ch + self.time_embedding(t, memo)), fused["ada_w"], fused["ada_b"]), fused)
 
     def _inference_memo(self) -> dict:
         """Tensors derived from the weights for inference (timestep embeddings, fused weights); a
         fresh dict whenever a weight changed in place (optimiser step, load_state_dict) or moved."""
         w = self.in_proj.weight
-        key = (w.device, w.dtype, sum(p._version for p in self.parameters()))
+        params = self.__dict__.get("_param_list")
+        if params is None:  # walking the module tree for every frame would cost as much as a head call
+            params = self.__dict__["_param_list"] = list(self.parameters())
+        key = (w.device, w.dtype, sum(p._version for p in params), tuple(id(p) for p in params[:1]))
         if self.__dict__.get("_memo_key") != key:
             self._memo_key, self._memo = key, {}
         return self._memo
 
     def _fused_weights(self, memo: dict) -> dict:
-        """Inference-only concatenations: every adaLN modulation in one matrix (with the ``1 +``
-        of each scale folded into its bias) and each block's two SwiGLU input projections in one."""
+        """Inference-only rearrangement of the weights (same function, fewer and cheaper ops):
+
+        * every adaLN modulation in one matrix (the timestep's in a second one when separable), with
+          the ``1 +`` of each scale in its bias and the following RMSNorm's gain × sqrt(width) folded
+          into the scale, so that each norm becomes one ``F.normalize`` (x / ‖x‖);
+        * each block's two SwiGLU input projections in one matrix;
+        * plain tensors for ``F.linear`` (no module calls per sampler step)."""
         if "fused" not in memo:
             w = self.cfg.width
-            ones = torch.ones(w, device=self.in_proj.weight.device, dtype=self.in_proj.weight.dtype)
-            weights = [blk.ada[-1].weight for blk in self.blocks] + [self.final.ada[-1].weight]
-            biases = [torch.cat([b[:w], b[w:2 * w] + ones, b[2 * w:]]) for b in
-                      (blk.ada[-1].bias for blk in self.blocks)]  # shift | 1 + scale | gate
-            fb = self.final.ada[-1].bias
-            biases.append(torch.cat([fb[:w], fb[w:] + ones]))
+            root = math.sqrt(w)
+            weights, t_weights, biases, sizes = [], [], [], []
+            for blk in self._modulated:  # shift | (1 + scale)·g·sqrt(w) [| gate]
+                g = blk.norm.weight * root
+                parts = [blk.ada[-1].weight.split(w), blk.ada[-1].bias.split(w)]
+                if hasattr(blk, "ada_t"):
+                    parts.append(blk.ada_t[-1].weight.split(w))
+                wt, bt = list(parts[0]), list(parts[1])
+                wt[1], bt[1] = wt[1] * g[:, None], (1 + bt[1]) * g
+                weights += wt
+                biases += bt
+                if hasattr(blk, "ada_t"):
+                    tt = list(parts[2])
+                    tt[1] = tt[1] * g[:, None]
+                    t_weights += tt
+                sizes += [w] * blk.n_mods
             memo["fused"] = {
-                "ada_w": torch.cat(weights).detach(), "ada_b": torch.cat(biases).detach(),
-                "w13": [(torch.cat([b.w1.weight, b.w3.weight]).detach(), torch.cat([b.w1.bias, b.w3.bias]).detach())
-                        for b in self.blocks],
+                "ada_w": torch.cat(weights).detach(), "ada_b": torch.cat(biases).detach(), "sizes": sizes,
+                "in": (self.in_proj.weight.detach(), self.in_proj.bias.detach()),
+                "blocks": [(torch.cat([b.w1.weight, b.w3.weight]).detach(), torch.cat([b.w1.bias, b.w3.bias]).detach(),
+                            b.w2.weight.detach(), b.w2.bias.detach()) for b in self.blocks],
+                "out": (self.final.linear.weight.detach(), self.final.linear.bias.detach()),
+                # x / max(‖x‖, ε) with ε matching RMSNorm's mean-square ε (equal for ‖x‖ ≫ ε)
+                "norm_eps": math.sqrt(w * self.cfg.norm_eps),
             }
+            if self.cfg.modulation == "separable":
+                memo["fused"]["ada_t_w"] = torch.cat(t_weights).detach()
         return memo["fused"]
 
-    def _denoise_fused(self, x_t: torch.Tensor, c: torch.Tensor, fused: dict) -> torch.Tensor:
-        """:meth:`_denoise` with the fused weights of :meth:`_fused_weights` (inference only)."""
-        w = self.cfg.width
-        mods = F.linear(F.silu(c), fused["ada_w"], fused["ada_b"])
-        x = self.in_proj(x_t)
-        for i, (blk, (w13, b13)) in enumerate(zip(self.blocks, fused["w13"])):
-            shift, scale1, gate = mods[:, 3 * w * i : 3 * w * (i + 1)].chunk(3, dim=-1)
-            y = torch.addcmul(shift, blk.norm(x), scale1)
+    def _denoise_fused(self, x_t: torch.Tensor, mods: torch.Tensor, fused: dict) -> torch.Tensor:
+        """:meth:`_denoise` from all modulations at once (``mods``: the layout of :meth:`_fused_weights`;
+        inference only)."""
+        m = mods.split(fused["sizes"], dim=-1)
+        eps = fused["norm_eps"]
+        x = F.linear(x_t, *fused["in"])
+        for i, (w13, b13, w2, b2) in enumerate(fused["blocks"]):
+            y = torch.addcmul(m[3 * i], F.normalize(x, dim=-1, eps=eps), m[3 * i + 1])
             a, b = F.linear(y, w13, b13).chunk(2, dim=-1)
-            x = torch.addcmul(x, gate, blk.w2(F.silu(a) * b))
-        shift, scale1 = mods[:, 3 * w * len(self.blocks) :].chunk(2, dim=-1)
-        return self.final.linear(torch.addcmul(shift, self.final.norm(x), scale1))
+            x = torch.addcmul(x, m[3 * i + 2], F.linear(F.silu(a) * b, w2, b2))
+        return F.linear(torch.addcmul(m[-2], F.normalize(x, dim=-1, eps=eps), m[-1]), *fused["out"])
 
 
 def diffusion_loss(head: DiffusionHead, x0: torch.Tensor, h: torch.Tensor, batch_mul: int | None = None,

@@ -28,7 +28,9 @@ Sequence layout (one row of a batch)::
   stop head ("does speech end here?": 1 only at z_F).
 * Classifier-free guidance: in training the prompt *and* phones of a row are dropped with
   probability ``cfg_drop_prob`` (the row becomes ``BOS z_1 … z_F``); at inference the
-  unconditional rows are exactly that and run in the same batch as the conditional ones.
+  unconditional rows are exactly that and run in the same batch as the conditional ones. A model
+  whose head was guidance-distilled (``guidance_distilled``, :mod:`latentspeech.train.distill`)
+  gives the guided output from the conditional rows alone and samples with ``cfg_scale`` 1.
 * Latents are the codec's *normalised* latents (``codec.normalize``: per-dim zero mean, unit std).
   With ``patch_size`` p > 1 every z above is a token of p consecutive frames (:func:`patchify`):
   the sequence, the Transformer passes and the head calls per second of audio all shrink by p.
@@ -41,7 +43,11 @@ of each frame comes from per-phone durations (``latentspeech align``, :mod:`.ali
 an advance head decides after every frame whether the next one says the next sounding phone, and
 advancing past the last one ends the utterance (it replaces the stop head). The Transformer no
 longer has to find its place in the text by attention, which a small model trained on a few hours
-learns slowly (RESULTS.md "Session 4").
+learns slowly (RESULTS.md "Session 4"). With patches (p > 1) a token carries the vectors of its p
+frames' phones (concatenated, one projection) and the elapsed count of its last frame; the advance
+head gives one decision per frame of the next token (the first frame after BOS has none), and a row
+whose pointer passes the last phone inside a token keeps only the frames before (RESULTS.md
+"Session 5").
 
 Batched generation left-pads the prefixes (``prompt | phones | BOS``) so that every row's BOS is
 the last slot and all rows advance through the KV cache in lockstep; a row stops when its stop
@@ -158,6 +164,7 @@ class LatentLMConfig:
     head_width: int | None = None  # None: the Transformer's width
     head_blocks: int = 3
     head_mlp_ratio: float = 2.0
+    head_modulation: Literal["joint", "separable"] = "joint"  # see DiffusionHeadConfig.modulation
     prediction: Literal["eps", "v"] = "v"
     diffusion_steps: int = 1000
     batch_mul: int = 4
@@ -189,12 +196,16 @@ class LatentLMConfig:
     # embedding of how many frames the phone has lasted; the phone of each frame comes from
     # per-token durations in training (``latentspeech align``), and at inference an advance head
     # moves a pointer over the sounding phones (tokens outside ``silent_token_ids``); moving past
-    # the last one ends the utterance (no stop head). Needs patch_size 1.
+    # the last one ends the utterance (no stop head). With patch_size p each token carries the
+    # vectors of its p frames' phones and the advance head makes p decisions per token.
     alignment: Literal["attention", "pointer"] = "attention"
     phone_encoder_layers: int = 2
     max_phone_frames: int = 32  # pointer: longest elapsed count embedded; a phone held this long is left
     advance_threshold: float = 0.5
     silent_token_ids: list[int] = field(default_factory=list)  # pointer: tokens that take no frames
+    # > 0: the head was fine-tuned to give the CFG-guided output at this scale from the conditional
+    # state alone (latentspeech.train.distill); such a model samples with cfg_scale 1 (one row).
+    guidance_distilled: float = 0.0
 
     def validate(self) -> None:
         if self.patch_size < 1:
@@ -211,10 +222,8 @@ class LatentLMConfig:
         validate_alignment_aids(self, "latentlm", "Transformer", self.transformer.n_layers)
         if self.alignment not in ("attention", "pointer"):
             raise ConfigError(f"latentlm: alignment must be 'attention' or 'pointer', got {self.alignment!r}")
-        if self.alignment == "pointer" and (self.patch_size != 1 or self.max_phone_frames < 1
-                                            or self.phone_encoder_layers < 1):
-            raise ConfigError("latentlm: alignment 'pointer' needs patch_size 1, max_phone_frames >= 1 and "
-                              "phone_encoder_layers >= 1")
+        if self.alignment == "pointer" and (self.max_phone_frames < 1 or self.phone_encoder_layers < 1):
+            raise ConfigError("latentlm: alignment 'pointer' needs max_phone_frames >= 1 and phone_encoder_layers >= 1")
         if not self.transformer.causal:
             raise ConfigError("latentlm: the Transformer must be causal")
         self.head_config().validate()
@@ -223,7 +232,8 @@ class LatentLMConfig:
     def head_config(self) -> DiffusionHeadConfig:
         return DiffusionHeadConfig(
             latent_dim=self.token_dim, cond_dim=self.transformer.dim, width=self.head_width or self.transformer.dim,
-            n_blocks=self.head_blocks, mlp_ratio=self.head_mlp_ratio, prediction=self.prediction,
+            n_blocks=self.head_blocks, mlp_ratio=self.head_mlp_ratio, modulation=self.head_modulation,
+            prediction=self.prediction,
             num_steps=self.diffusion_steps, batch_mul=self.batch_mul,
         )
 
@@ -308,6 +318,22 @@ class _Packed:
     speech_start: torch.Tensor  # [B] slot of BOS in row coordinates (= P + L)
 
 
+@dataclass
+class _TeacherForced:
+    batch: LMBatch  # patched
+    pk: _Packed
+    h: torch.Tensor  # [B, T, dim]
+    att: torch.Tensor | None
+    rel: torch.Tensor  # [B, T]: 0 at BOS, j at z_j
+    plens: torch.Tensor
+    llens: torch.Tensor
+    dmask: torch.Tensor  # [B, T]: slots that predict a token
+    targets: torch.Tensor  # [N, token_dim] the predicted tokens (dmask order)
+    cond: torch.Tensor  # [N, dim] their head conditions
+    adv_labels: torch.Tensor | None
+    adv_mask: torch.Tensor | None
+
+
 class LatentLM(nn.Module):
     """See the module docstring for the layout; :meth:`loss` trains, :meth:`generate` samples."""
 
@@ -334,11 +360,13 @@ class LatentLM(nn.Module):
             self.phone_encoder = Transformer(TransformerConfig(
                 dim=dim, n_layers=cfg.phone_encoder_layers, n_heads=tc.n_heads, n_kv_heads=tc.n_kv_heads,
                 ffn_dim=tc.ffn_dim, max_seq_len=tc.max_seq_len, dropout=tc.dropout, causal=False))
-            self.aligned_in = nn.Linear(dim, dim)  # the current phone's vector, into the speech token
-            self.aligned_cond = nn.Linear(dim, dim)  # the next frame's phone vector, into the head's condition
+            p = cfg.patch_size
+            self.aligned_in = nn.Linear(p * dim, dim)  # the token's frames' phone vectors, into the speech token
+            self.aligned_cond = nn.Linear(p * dim, dim)  # the next token's frames' phone vectors, into the head's condition
             self.elapsed_emb = nn.Embedding(cfg.max_phone_frames + 1, dim)  # 0 at BOS
             nn.init.normal_(self.elapsed_emb.weight, std=0.02)
-            self.advance_head = nn.Linear(dim, 1)  # "the next frame says the next phone (or nothing)"
+            # per frame of the next token: "this frame says a later phone than the frame before (or nothing)"
+            self.advance_head = nn.Linear(dim, p)
             nn.init.zeros_(self.advance_head.weight)
             nn.init.constant_(self.advance_head.bias, -1.0)
         else:
@@ -415,42 +443,27 @@ class LatentLM(nn.Module):
         ``cfg_drop`` (default: ``self.training``) drops prompt + phones of rows with p = cfg_drop_prob.
         """
         cfg = self.cfg
-        batch = self.patched(batch)
-        plens, llens = batch.prompt_lens, batch.phone_lens
+        keep = None
         drop = self.training if cfg_drop is None else cfg_drop
         if drop and cfg.cfg_drop_prob > 0:
-            u = torch.rand(plens.shape, device=plens.device, generator=generator)
-            keep = (u >= cfg.cfg_drop_prob).long()
-            plens, llens = plens * keep, llens * keep
-        extra = cond_add = adv_labels = None
-        if self.pointer:
-            extra, cond_add, adv_labels = self._pointer_inputs(batch, keep=llens > 0)
-        pk = self._pack(batch.prompt, plens, batch.phones, llens, batch.target, batch.target_lens, left_pad=False,
-                        speech_extra=extra)
+            u = torch.rand(batch.prompt_lens.shape, device=batch.prompt_lens.device, generator=generator)
+            keep = u >= cfg.cfg_drop_prob
         guide = cfg.guided_attention_weight > 0 and self.training
-        if guide:
-            h, att = self.transformer(pk.x, pk.positions, pk.valid, attention_layer=cfg.guided_attention_layer)
-        else:
-            h = self.transformer(pk.x, pk.positions, pk.valid)
-        rel = pk.slot - pk.speech_start[:, None]  # 0 at BOS, j at z_j
+        tf = self._teacher_forced(batch, keep, cfg.guided_attention_layer if guide else None)
+        batch, pk, h, rel, plens, llens = tf.batch, tf.pk, tf.h, tf.rel, tf.plens, tf.llens
         flens = batch.target_lens[:, None]
-        # diffusion: h at BOS, z_1 … z_{F-1} predicts z_1 … z_F
-        dmask = pk.valid & (rel >= 0) & (rel < flens)
-        tgt_idx = rel.clamp(0, max(batch.target.shape[1] - 1, 0))
-        targets = torch.gather(batch.target, 1, tgt_idx[..., None].expand(*tgt_idx.shape, batch.target.shape[-1]))
-        cond = h
-        if cond_add is not None:  # the head also hears which phone the predicted frame says
-            cond = h + torch.gather(cond_add, 1, tgt_idx[..., None].expand(*tgt_idx.shape, h.shape[-1]))
-        diff = diffusion_loss(self.head, targets[dmask], cond[dmask], cfg.batch_mul, generator=generator)
+        diff = diffusion_loss(self.head, tf.targets, tf.cond, cfg.batch_mul, generator=generator)
         diff_mean = diff.mean()
         if self.pointer:
-            # advance: at z_1 … z_F of rows with phones; positive where the next frame starts a new phone or
-            # the utterance ends
-            amask = pk.valid & (rel >= 1) & (rel <= flens) & (llens[:, None] > 0)
-            lab_idx = (rel - 1).clamp(0, max(batch.target.shape[1] - 1, 0))
-            labels = torch.gather(adv_labels, 1, lab_idx)[amask].float()
-            if labels.numel():
-                adv, acc = _binary_loss(self.advance_head(h[amask]), labels)
+            # advance: at BOS, z_1 … z_F of rows with phones, one label per frame of the next token
+            # (positive where that frame says a later phone than the frame before, or speech has
+            # ended); the first frame after BOS has no decision to make
+            amask = pk.valid & (rel >= 0) & (rel <= flens) & (llens[:, None] > 0)
+            lab_idx = rel.clamp(0, tf.adv_labels.shape[1] - 1)
+            gather = lambda t: torch.gather(t, 1, lab_idx[..., None].expand(*lab_idx.shape, t.shape[-1]))  # noqa: E731
+            labels, lmask = gather(tf.adv_labels)[amask], gather(tf.adv_mask)[amask]
+            if bool(lmask.any()):
+                adv, acc = _binary_loss(self.advance_head(h[amask])[lmask][:, None], labels[lmask].float())
             else:  # every row CFG-dropped
                 adv = h.sum() * 0.0
                 acc = adv.detach()
@@ -462,13 +475,51 @@ class LatentLM(nn.Module):
             stop, stop_acc = _binary_loss(self.stop_head(h[smask]), labels, cfg.stop_pos_weight)
             out = {"loss": diff_mean + cfg.stop_weight * stop, "diff": diff_mean, "stop": stop, "stop_acc": stop_acc}
         if guide:
-            out["guide"] = guided_attention_loss(att, pk.slot, plens, llens, rel, batch.target_lens,
+            out["guide"] = guided_attention_loss(tf.att, pk.slot, plens, llens, rel, batch.target_lens,
                                                  cfg.guided_attention_sigma)
             out["loss"] = out["loss"] + cfg.guided_attention_weight * out["guide"]
         return out
 
     def forward(self, batch: LMBatch) -> torch.Tensor:
         return self.loss(batch)["loss"]
+
+    def _teacher_forced(self, batch: LMBatch, keep: torch.Tensor | None = None,
+                        attention_layer: int | None = None) -> "_TeacherForced":
+        """One teacher-forced pass: rows with ``keep`` False lose prompt and phones (the CFG rows)."""
+        frames = batch
+        batch = self.patched(batch)
+        plens, llens = batch.prompt_lens, batch.phone_lens
+        if keep is not None:
+            plens, llens = plens * keep.long(), llens * keep.long()
+        extra = cond_add = adv_labels = adv_mask = None
+        if self.pointer:
+            extra, cond_add, adv_labels, adv_mask = self._pointer_inputs(frames, keep=llens > 0)
+        pk = self._pack(batch.prompt, plens, batch.phones, llens, batch.target, batch.target_lens, left_pad=False,
+                        speech_extra=extra)
+        att = None
+        if attention_layer is not None:
+            h, att = self.transformer(pk.x, pk.positions, pk.valid, attention_layer=attention_layer)
+        else:
+            h = self.transformer(pk.x, pk.positions, pk.valid)
+        rel = pk.slot - pk.speech_start[:, None]  # 0 at BOS, j at z_j
+        # diffusion: h at BOS, z_1 … z_{F-1} predicts z_1 … z_F
+        dmask = pk.valid & (rel >= 0) & (rel < batch.target_lens[:, None])
+        tgt_idx = rel.clamp(0, max(batch.target.shape[1] - 1, 0))
+        targets = torch.gather(batch.target, 1, tgt_idx[..., None].expand(*tgt_idx.shape, batch.target.shape[-1]))
+        cond = h
+        if cond_add is not None:  # the head also hears which phone the predicted frame says
+            cond = h + torch.gather(cond_add, 1, tgt_idx[..., None].expand(*tgt_idx.shape, h.shape[-1]))
+        return _TeacherForced(batch, pk, h, att, rel, plens, llens, dmask, targets[dmask], cond[dmask],
+                              adv_labels, adv_mask)
+
+    def head_conditions(self, batch: LMBatch, conditional: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced (head condition [N, dim], target token [N, token_dim]) of every predicted
+        token of the batch, row by row; ``conditional=False``: as the CFG rows see it (no prompt, no
+        phones). Both orders match, so the pair gives the conditional and unconditional predictions
+        of the same tokens (guidance distillation, :mod:`latentspeech.train.distill`)."""
+        keep = torch.full(batch.prompt_lens.shape, conditional, dtype=torch.bool, device=batch.prompt_lens.device)
+        tf = self._teacher_forced(batch, keep)
+        return tf.cond, tf.targets
 
     # -- pointer mode ---------------------------------------------------------------------------
     def _pointer_tables(self, phones: torch.Tensor, phone_lens: torch.Tensor):
@@ -497,34 +548,48 @@ class LatentLM(nn.Module):
         return self.phone_encoder(x, padding_mask=valid) * valid[..., None]
 
     def _pointer_inputs(self, batch: LMBatch, keep: torch.Tensor):
-        """Teacher-forced pointer inputs from the batch's durations: (speech_extra [B, 1+F, dim] for
-        ``_pack``, the head-condition term of each predicted frame [B, F, dim], advance labels [B, F]
-        (at frame f: does frame f+1 say another phone, or is f the last frame?)). Rows with
+        """Teacher-forced pointer inputs from the (frame-level, unpatched) batch's durations, per
+        token of p = patch_size frames (N = ceil(F / p) tokens):
+
+        * speech_extra [B, 1+N, dim] for ``_pack``: the vectors of each token's frames' phones and
+          how long the phone of its last frame has lasted (BOS: elapsed 0 only);
+        * the head-condition term of each predicted token [B, N, dim] (its frames' phones);
+        * advance labels [B, N+1, p] and their mask, indexed like the slots BOS, z_1 … z_N: for each
+          frame of the next token, does it say a later phone than the frame before, or is speech over?
+          (The first frame after BOS has no label.)
+
+        Frames past the end of an utterance (a last token's padding) repeat its last frame. Rows with
         ``keep`` False (CFG-dropped) get no phone vectors."""
         cfg = self.cfg
         if batch.durations is None:
             raise ValueError("alignment 'pointer' trains on per-phone durations (LMBatch.durations): run "
                              "`latentspeech align` and train with the durations file")
+        p = cfg.patch_size
         B, Fm = batch.target.shape[:2]
         L, dim = batch.phones.shape[1], cfg.transformer.dim
         dur = batch.durations.long()
         cum = dur.cumsum(1)
-        if bool((cum[:, -1] != batch.target_lens).any()):
-            bad = [u for u, a, b in zip(batch.utt_ids or ["?"] * B, cum[:, -1].tolist(), batch.target_lens.tolist())
-                   if a != b]
+        flens = batch.target_lens
+        if bool((cum[:, -1] != flens).any()):
+            bad = [u for u, a, b in zip(batch.utt_ids or ["?"] * B, cum[:, -1].tolist(), flens.tolist()) if a != b]
             raise ValueError(f"durations do not sum to the frame count for {bad[:3]} (stale durations file?)")
-        f = torch.arange(Fm, device=dur.device)[None].expand(B, Fm).contiguous()
-        tok = torch.searchsorted(cum.contiguous(), f, right=True).clamp(max=L - 1)  # phone of each frame
+        N = -(-Fm // p)
+        f = torch.arange(N * p + p, device=dur.device)[None].expand(B, -1)  # one token beyond the last
+        fc = torch.minimum(f, (flens[:, None] - 1).clamp(min=0)).contiguous()  # past the end: the last frame
+        tok = torch.searchsorted(cum.contiguous(), fc, right=True).clamp(max=L - 1)  # phone of each frame
         start = torch.gather(cum - dur, 1, tok)
-        elapsed = (f - start + 1).clamp(1, cfg.max_phone_frames)
+        elapsed = (fc - start + 1).clamp(1, cfg.max_phone_frames)
         k = keep.to(batch.target.dtype)[:, None, None]
         c = self.encode_phones(batch.phones, batch.phone_lens)
-        c_f = torch.gather(c, 1, tok[..., None].expand(B, Fm, dim))
+        c_f = torch.gather(c, 1, tok[:, : N * p, None].expand(B, N * p, dim)).reshape(B, N, p * dim)
+        last = elapsed[:, p - 1 : N * p : p]  # [B, N]: at each token's last frame
         extra = torch.cat([self.elapsed_emb.weight[0].expand(B, 1, dim),
-                           self.aligned_in(c_f) * k + self.elapsed_emb(elapsed)], 1)
-        nxt = torch.cat([tok[:, 1:], tok[:, -1:]], 1)
-        labels = (nxt != tok) | (f + 1 >= batch.target_lens[:, None])
-        return extra, self.aligned_cond(c_f) * k, labels
+                           self.aligned_in(c_f) * k + self.elapsed_emb(last)], 1)
+        prev = torch.cat([tok[:, :1], tok[:, :-1]], 1)
+        adv = ((tok != prev) | (f >= flens[:, None]))[:, : N * p + p].reshape(B, N + 1, p)
+        mask = torch.ones_like(adv)
+        mask[:, 0, 0] = False
+        return extra, self.aligned_cond(c_f) * k, adv, mask
 
     def patched(self, batch: LMBatch) -> LMBatch:
         """The batch with prompt and target grouped into tokens of ``patch_size`` frames."""
@@ -606,6 +671,9 @@ class LatentLM(nn.Module):
         """
         cfg = self.cfg
         dev = self.bos.device
+        if cfg.guidance_distilled and cfg_scale != 1.0:
+            raise ValueError(f"this model has classifier-free guidance (scale {cfg.guidance_distilled:g}) distilled "
+                             f"into its head: sample with cfg 1, not {cfg_scale:g}")
         B = len(phones)
         if B == 0:
             return GenerationOutput([], [], [], 0, 0)
@@ -649,33 +717,44 @@ class LatentLM(nn.Module):
         cache = self.transformer.new_cache(rows, pk.x.shape[1] + limit + 1)
         h = self.transformer(pk.x, pk.positions, pk.valid, cache=cache)[:, -1]
         passes, evals = 1, 0
+        P = cfg.patch_size
         out = torch.zeros(B, limit, D, device=dev)
-        lengths = torch.zeros(B, dtype=torch.long, device=dev)
+        lengths = torch.zeros(B, dtype=torch.long, device=dev)  # tokens
+        n_frames = torch.zeros(B, dtype=torch.long, device=dev)
         active = torch.ones(B, dtype=torch.bool, device=dev)
         stopped = torch.zeros(B, dtype=torch.bool, device=dev)
         guard_t = torch.tensor(guard, device=dev)
         min_t = torch.tensor([self.min_length(int(n)) for n in llens.tolist()], device=dev)
+        rows_b = torch.arange(B, device=dev)
         for j in range(limit):
             h_c, h_u = (h[:B], h[B:]) if guided_rows else (h, None)
-            if self.pointer and j > 0:  # move the pointer; moving past the last sounding phone ends the row
-                p_adv = torch.sigmoid(self.advance_head(h_c).squeeze(-1))
-                adv = active & ((p_adv > cfg.advance_threshold) | (elapsed >= cfg.max_phone_frames))
-                ptr = torch.where(adv, torch.gather(next_sounding, 1, ptr[:, None])[:, 0], ptr)
-                elapsed = torch.where(adv, torch.zeros_like(elapsed), elapsed)
-                if use_stop:
-                    ends = adv & (ptr >= c_pad.shape[1] - 1)
-                    stopped |= ends
-                    active &= ~ends
+            active &= lengths < guard_t
+            take = torch.full((B,), P, dtype=torch.long, device=dev)  # frames of this token a row keeps
+            if self.pointer:  # move the pointer frame by frame; moving past the last sounding phone ends the row
+                p_adv = torch.sigmoid(self.advance_head(h_c))  # [B, P]
+                ptrs, going = [], active.clone()
+                for k in range(P):
+                    if j > 0 or k > 0:  # the first frame says the first sounding phone
+                        adv = going & ((p_adv[:, k] > cfg.advance_threshold) | (elapsed >= cfg.max_phone_frames))
+                        nxt = torch.gather(next_sounding, 1, ptr[:, None])[:, 0]
+                        ends = adv & (nxt >= c_pad.shape[1] - 1) if use_stop else torch.zeros_like(adv)
+                        ptr = torch.where(adv & ~ends, nxt, ptr)
+                        elapsed = torch.where(adv & ~ends, torch.zeros_like(elapsed), elapsed)
+                        take = torch.where(ends, torch.full_like(take, k), take)
+                        stopped |= ends
+                        going &= ~ends
+                    elapsed = torch.where(going, (elapsed + 1).clamp(max=cfg.max_phone_frames), elapsed)
+                    ptrs.append(ptr)
+                active &= take > 0  # a row that ends on a token's first frame samples no more
             elif use_stop and j > 0:
                 p_stop = torch.sigmoid(self.stop_head(h_c).squeeze(-1))
                 ends = active & (lengths >= min_t) & (p_stop > cfg.stop_threshold)
                 stopped |= ends
                 active &= ~ends
-            active &= lengths < guard_t
             if not bool(active.any()):
                 break
-            if self.pointer:
-                c_now = c_pad[torch.arange(B, device=dev), ptr]  # the phone of the frame to sample
+            if self.pointer:  # the phones of the frames to sample
+                c_now = torch.cat([c_pad[rows_b, q] for q in ptrs], -1)
                 h_c = h_c + self.aligned_cond(c_now)
             z = sample(guided(self.head, h_c, h_u, cfg_scale), (B, D), self.head.schedule,
                        cfg.prediction, steps=steps, method=method, temperature=temperature,
@@ -683,9 +762,13 @@ class LatentLM(nn.Module):
             evals += steps
             out[:, j] = torch.where(active[:, None], z, out[:, j])
             lengths += active.long()
+            n_frames += active.long() * take
+            if self.pointer:
+                active &= take == P  # a row that ended inside this token is done
+                if not bool(active.any()):
+                    break
             x = self.speech_embedding(z)
             if self.pointer:
-                elapsed = (elapsed + 1).clamp(max=cfg.max_phone_frames)
                 x = x + self.elapsed_emb(elapsed)
                 x_c = x + self.aligned_in(c_now)
                 x = torch.cat([x_c, x]) if guided_rows else x_c
@@ -694,7 +777,7 @@ class LatentLM(nn.Module):
             h = self.transformer(x[:, None], cache=cache)[:, -1]
             passes += 1
         return GenerationOutput(
-            latents=[unpatchify(out[i, : int(lengths[i])], cfg.patch_size) for i in range(B)],
+            latents=[unpatchify(out[i, : int(lengths[i])], P)[: int(n_frames[i])] for i in range(B)],
             stopped=[bool(s) for s in stopped.tolist()],
             guard=guard,
             transformer_passes=passes,

@@ -12,6 +12,9 @@
 * Resumable: Lightning checkpoints in ``OUT/checkpoints/`` (``last.ckpt``; our own files);
   ``resume=True`` continues from ``last.ckpt``. Multi-GPU: ``trainer.devices``/``strategy``
   (the batch sampler shards batches per rank itself).
+* Guidance distillation (``distill.steps`` > 0, :mod:`.distill`): after training (also when a
+  finished run is resumed), a head-only fine-tune folds CFG at ``distill.scale`` into the head; the
+  exported model then records ``guidance_distilled`` and recommends ``cfg`` 1.
 * Export: ``OUT/model/`` is a self-contained LatentLM model dir: ``model.safetensors`` +
   ``config.yaml`` (kind ``latentlm``, phone vocab in ``meta.phone_vocab``) + ``codec/`` (a copy of the
   codec model dir the latents came from). It is rewritten at every checkpoint and at the end.
@@ -32,6 +35,7 @@ from ..checkpoint import load_model_dir, resolve_model, save_model_dir
 from ..config import to_dict
 from ..errors import ConfigError
 from ..lm.latentlm import LatentLM, LatentLMConfig
+from .distill import DistillConfig, distill_guidance
 
 __all__ = ["LatentLMTrainConfig", "DataConfig", "OptimConfig", "TrainerConfig", "LatentLMModule",
            "LatentLMDataModule", "train_latentlm", "export_latentlm", "load_latentlm", "KIND"]
@@ -99,9 +103,11 @@ class LatentLMTrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)  # steps > 0: guidance distillation after training
 
     def validate(self) -> None:
         self.data.validate()
+        self.distill.validate()
 
 
 def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -327,4 +333,14 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     last = out_dir / "checkpoints" / "last.ckpt"
     dm = LatentLMDataModule(train_ds, valid_ds, cfg, vocab.pad_id)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)
+    if cfg.distill.steps > 0 and trainer.global_rank == 0:
+        # fold CFG into the head (a short head-only fine-tune); the exported model samples with cfg 1
+        model = module.model
+        losses: list = []
+        distill_guidance(model, dm._loader(train_ds, shuffle=True), cfg.distill, progress=progress, log=losses,
+                         seed=cfg.trainer.seed)
+        inference = {**meta["inference"], "cfg": 1.0}
+        export_latentlm(model, out_dir / "model", codec_dir,
+                        {**meta, "inference": inference, "train_steps": trainer.global_step,
+                         "guidance_distillation": {**dataclasses.asdict(cfg.distill), "loss": losses[-1:]}})
     return out_dir / "model"

@@ -73,6 +73,8 @@ def model_card(name: str, cfg: dict, train_data: str | None, results: dict[str, 
         lines[-1:-1] = ["", f"`latentspeech synthesize --model path/to/{name} --text 'Hello.' --prompt voice.wav -o out.wav`"]
     lines += ["## Training", ""]
     if recipe:
+        if "/egs/" in f"/{recipe}":  # this toolkit's recipes: the path from the repository root, not this machine's
+            recipe = "egs/" + f"/{recipe}".split("/egs/", 1)[1]
         lines.append(f"Recipe: `{recipe}` (see its README for the stages and configs).")
     if train_data:
         lines.append(f"Training data: {train_data}.")

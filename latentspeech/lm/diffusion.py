@@ -271,12 +271,14 @@ class DiffusionHead(nn.Module):
             mods_h = F.linear(F.silu(ch), fused["ada_w"], fused["ada_b"])
 
             def fn(x_t, t):
-                key = ("mods_t", int(t[0]))
-                if key not in memo:
-                    memo[key] = F.linear(F.silu(self.time_embedding(t[:1], memo)), fused["ada_t_w"])
-                mods = mods_h + memo[key] if bool((t == t[0]).all()) else \
-                    mods_h + F.linear(F.silu(self.time_embedding(t)), fused["ada_t_w"])
-                return self._denoise_fused(x_t, mods, fused)
+                if t.numel() and bool((t == t[0]).all()):  # a sampler step: one timestep for all rows
+                    key = ("mods_t", int(t[0]))
+                    if key not in memo:
+                        memo[key] = F.linear(F.silu(self.time_embedding(t[:1], memo)), fused["ada_t_w"])
+                    mods_t = memo[key]
+                else:
+                    mods_t = F.linear(F.silu(self.time_embedding(t)), fused["ada_t_w"])
+                return self._denoise_fused(x_t, mods_h + mods_t, fused)
 
             return fn
         return lambda x_t, t: self._denoise_fused(

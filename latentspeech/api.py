@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, ConfigError, TextError
+from .errors import CheckpointError, TextError
 
 __all__ = ["TTS", "LatentLMBackend", "BACKENDS", "register_backend", "MAX_TEXT_CHARS"]
 
@@ -137,10 +137,6 @@ class LatentLMBackend(SpeechBackend):
         steps = steps or self.default_steps
         cfg = self.default_cfg if cfg is None else float(cfg)
         temperature = self.default_temperature if temperature is None else float(temperature)
-        distilled = self.model.cfg.guidance_distilled
-        if distilled and cfg != 1.0:
-            raise ConfigError(f"this model has classifier-free guidance (scale {distilled:g}) built into its head "
-                              f"(guidance distillation): use cfg 1, not {cfg:g}")
         ids = self.frontend.encode_batch(list(sentences))
         prompt = self.encode_prompt(prompt_wav)
         prompt_tokens = -(-prompt.shape[0] // self.model.cfg.patch_size)  # frames grouped into tokens

@@ -143,22 +143,18 @@ def _modulate(x, shift, scale):
     return x * (1 + scale) + shift
 
 
-class AdaLNBlock(nn.Module):
-    """norm → adaLN shift/scale → SwiGLU MLP → gated residual (DiT's adaLN-Zero).
-
-    ``forward`` takes the block's modulation [N, 3·width] (shift | scale | gate) from
-    :meth:`modulation`, so that the head can compute all modulations in one place."""
+class _Modulated(nn.Module):
+    """The adaLN modulation (``n_mods`` width-sized pieces of the condition) that the blocks and the
+    final layer share, applied after their RMSNorm ``norm``. ``modulation(c_h, c_t)`` is
+    Linear(SiLU(c_h + c_t)), or with ``separable`` Linear(SiLU(c_h)) + Linear(SiLU(c_t)) (the
+    timestep's linear without bias: ``ada`` has one)."""
 
     n_mods = 3
 
-    def __init__(self, width: int, hidden: int, eps: float, separable: bool = False):
-        super().__init__()
-        self.norm = RMSNorm(width, eps)
-        self.w1 = nn.Linear(width, hidden)
-        self.w3 = nn.Linear(width, hidden)
-        self.w2 = nn.Linear(hidden, width)
+    def _add_modulation(self, width: int, separable: bool) -> None:
+        # called after the subclass's own layers: the registration order fixes the seeded initialisation
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, self.n_mods * width))
-        if separable:  # the timestep's own modulation (no bias: ``ada`` has one)
+        if separable:
             self.ada_t = nn.Sequential(nn.SiLU(), nn.Linear(width, self.n_mods * width, bias=False))
 
     def modulation(self, c_h: torch.Tensor, c_t: torch.Tensor) -> torch.Tensor:
@@ -166,23 +162,36 @@ class AdaLNBlock(nn.Module):
             return self.ada(c_h) + self.ada_t(c_t)
         return self.ada(c_h + c_t)
 
+
+class AdaLNBlock(_Modulated):
+    """norm → adaLN shift/scale → SwiGLU MLP → gated residual (DiT's adaLN-Zero).
+
+    ``forward`` takes the block's modulation [N, 3·width] (shift | scale | gate) from
+    :meth:`modulation`, so that the head can compute all modulations in one place."""
+
+    def __init__(self, width: int, hidden: int, eps: float, separable: bool = False):
+        super().__init__()
+        self.norm = RMSNorm(width, eps)
+        self.w1 = nn.Linear(width, hidden)
+        self.w3 = nn.Linear(width, hidden)
+        self.w2 = nn.Linear(hidden, width)
+        self._add_modulation(width, separable)
+
     def forward(self, x, mod):
         shift, scale, gate = mod.chunk(3, dim=-1)
         y = _modulate(self.norm(x), shift, scale)
         return x + gate * self.w2(F.silu(self.w1(y)) * self.w3(y))
 
 
-class FinalLayer(AdaLNBlock):
+class FinalLayer(_Modulated):
     """DiT's final layer: norm → adaLN shift/scale → linear (modulation [N, 2·width])."""
 
     n_mods = 2
 
     def __init__(self, width: int, out_dim: int, eps: float, separable: bool = False):
-        nn.Module.__init__(self)
+        super().__init__()
         self.norm = RMSNorm(width, eps)
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, self.n_mods * width))
-        if separable:
-            self.ada_t = nn.Sequential(nn.SiLU(), nn.Linear(width, self.n_mods * width, bias=False))
+        self._add_modulation(width, separable)
         self.linear = nn.Linear(width, out_dim)
 
     def forward(self, x, mod):
@@ -217,7 +226,7 @@ class DiffusionHead(nn.Module):
         self.reset_parameters()
 
     @property
-    def _modulated(self) -> list[AdaLNBlock]:
+    def _modulated(self) -> list[_Modulated]:
         return [*self.blocks, self.final]
 
     def reset_parameters(self) -> None:
@@ -291,7 +300,7 @@ class DiffusionHead(nn.Module):
         params = self.__dict__.get("_param_list")
         if params is None:  # walking the module tree for every frame would cost as much as a head call
             params = self.__dict__["_param_list"] = list(self.parameters())
-        key = (w.device, w.dtype, sum(p._version for p in params), tuple(id(p) for p in params[:1]))
+        key = (w.device, w.dtype, sum(p._version for p in params))
         if self.__dict__.get("_memo_key") != key:
             self._memo_key, self._memo = key, {}
         return self._memo
@@ -307,18 +316,16 @@ class DiffusionHead(nn.Module):
         if "fused" not in memo:
             w = self.cfg.width
             root = math.sqrt(w)
+            separable = self.cfg.modulation == "separable"
             weights, t_weights, biases, sizes = [], [], [], []
             for blk in self._modulated:  # shift | (1 + scale)·g·sqrt(w) [| gate]
                 g = blk.norm.weight * root
-                parts = [blk.ada[-1].weight.split(w), blk.ada[-1].bias.split(w)]
-                if hasattr(blk, "ada_t"):
-                    parts.append(blk.ada_t[-1].weight.split(w))
-                wt, bt = list(parts[0]), list(parts[1])
+                wt, bt = list(blk.ada[-1].weight.split(w)), list(blk.ada[-1].bias.split(w))
                 wt[1], bt[1] = wt[1] * g[:, None], (1 + bt[1]) * g
                 weights += wt
                 biases += bt
-                if hasattr(blk, "ada_t"):
-                    tt = list(parts[2])
+                if separable:
+                    tt = list(blk.ada_t[-1].weight.split(w))
                     tt[1] = tt[1] * g[:, None]
                     t_weights += tt
                 sizes += [w] * blk.n_mods
@@ -331,7 +338,7 @@ class DiffusionHead(nn.Module):
                 # x / max(‖x‖, ε) with ε matching RMSNorm's mean-square ε (equal for ‖x‖ ≫ ε)
                 "norm_eps": math.sqrt(w * self.cfg.norm_eps),
             }
-            if self.cfg.modulation == "separable":
+            if separable:
                 memo["fused"]["ada_t_w"] = torch.cat(t_weights).detach()
         return memo["fused"]
 

@@ -672,8 +672,8 @@ class LatentLM(nn.Module):
         cfg = self.cfg
         dev = self.bos.device
         if cfg.guidance_distilled and cfg_scale != 1.0:
-            raise ValueError(f"this model has classifier-free guidance (scale {cfg.guidance_distilled:g}) distilled "
-                             f"into its head: sample with cfg 1, not {cfg_scale:g}")
+            raise ConfigError(f"this model has classifier-free guidance (scale {cfg.guidance_distilled:g}) built into "
+                              f"its head (guidance distillation): use cfg 1, not {cfg_scale:g}")
         B = len(phones)
         if B == 0:
             return GenerationOutput([], [], [], 0, 0)

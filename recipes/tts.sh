@@ -43,6 +43,8 @@ expdir=exp              # models, logs, completion markers, decodes, reports
 conf_dir=conf           # where the default configs are
 local_data_opts=""      # options for local/data.sh
 train_set=train         # LM training set
+extra_train_sets=""     # more LM training sets "SET[:N] ...": N copies (default 1) of SET join $train_set for the
+                        # aligner, LatentLM and VALL-E (e.g. "real_train:4": a small set of real voices, upweighted)
 valid_set=dev           # validation set (held-out speakers)
 test_sets="test"        # sets decoded and evaluated in stages 7-8
 codec_train_sets=""     # sets the codec trains on (default: $train_set)
@@ -84,6 +86,7 @@ help_message="Usage: recipes/tts.sh [options]   (run from egs/<corpus>/tts1 by i
   --nj N  --ngpu N             parallel decoding jobs; GPUs per training job
   --datadir/--dumpdir/--expdir where stage outputs go (default data, dump, exp)
   --train-set/--valid-set/--test-sets/--codec-train-sets   set names under \$datadir
+  --extra-train-sets 'S[:N] ...'  N copies of set S join the LM training set
   --cross-sets 'P:T ...'       also evaluate the voices of set P reading sentences of set T
   --min-dur/--max-dur S        stage 1 duration filter for train/valid sets
   --pretrained-codec NAME|DIR  skip codec training; --run-baseline false skips VALL-E
@@ -102,10 +105,16 @@ valle_config=${valle_config:-$conf_dir/valle.yaml}
 codec_train_sets=${codec_train_sets:-$train_set}
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive number, got '$nj'"
 
+for _e in $extra_train_sets; do
+  [[ "$_e" =~ ^[^:]+(:[1-9][0-9]*)?$ ]] || die "--extra-train-sets takes SET or SET:N (N copies), got '$_e'"
+done
+extra_names=$(for _e in $extra_train_sets; do echo "${_e%%:*}"; done)
+
 # every set once, in order: codec sets, train, valid, test
 cross_parts=$(printf '%s\n' $cross_sets | tr ':' '\n')
-all_sets=$(printf '%s\n' $codec_train_sets "$train_set" "$valid_set" $test_sets $cross_parts | awk 'NF && !seen[$0]++')
-lm_sets=$(printf '%s\n' "$train_set" "$valid_set" | awk 'NF && !seen[$0]++')
+all_sets=$(printf '%s\n' $codec_train_sets "$train_set" $extra_names "$valid_set" $test_sets $cross_parts | awk 'NF && !seen[$0]++')
+lm_train_sets=$(printf '%s\n' "$train_set" $extra_names | awk 'NF && !seen[$0]++')
+lm_sets=$(printf '%s\n' $lm_train_sets "$valid_set" | awk 'NF && !seen[$0]++')
 is_test_set() { case " $test_sets " in *" $1 "*) return 0 ;; esac; return 1; }
 for _c in $cross_sets; do
   [[ "$_c" =~ ^[^:]+:[^:]+$ ]] || die "--cross-sets takes PROMPTSET:TEXTSET pairs, got '$_c'"
@@ -269,6 +278,19 @@ data_args() {  # data_args FLAG SET...: FLAG dump/raw/A FLAG dump/raw/B ...
   for s in "$@"; do printf '%s %s ' "$flag" "$dumpdir/raw/$s"; done
 }
 
+# lm_train_args FLAG KIND: "--data dump/raw/S FLAG dump/KIND/S" for the train set and every copy of the extra sets
+lm_train_args() {
+  local flag=$1 kind=$2 e s n k
+  printf -- '--data %s %s %s ' "$dumpdir/raw/$train_set" "$flag" "$dumpdir/$kind/$train_set"
+  for e in $extra_train_sets; do
+    s=${e%%:*}; n=1; [ "$s" != "$e" ] && n=${e##*:}
+    for ((k = 0; k < n; k++)); do printf -- '--data %s %s %s ' "$dumpdir/raw/$s" "$flag" "$dumpdir/$kind/$s"; done
+  done
+}
+
+# markers STAGE_DIR SET...: the completion markers of a stage for these sets
+markers() { local d=$1 s; shift; for s in "$@"; do echo "$expdir/$d/$s.done"; done; }
+
 # ---------------------------------------------------------------------------------------------
 if stage_on 3; then
   log "stage 3: the σ-VAE codec"
@@ -300,27 +322,25 @@ if stage_on 5; then
   if grep -Eq '^[[:space:]]*alignment:[[:space:]]*pointer' "$latentlm_config"; then
     # pointer mode trains on per-phone durations: fit the MAS aligner, write dump/latents/<set>/durations
     need_cli 5 align
-    align_key=$(fingerprint "$expdir/extract_latents/$train_set.done" "$expdir/extract_latents/$valid_set.done" \
-      "$expdir/phonemize/$train_set.done" "$aligner_args")
+    # shellcheck disable=SC2046,SC2086
+    align_key=$(fingerprint $(markers extract_latents $lm_sets) $(markers phonemize $lm_train_sets) "$aligner_args")
     if is_done "$expdir/aligner/.done" "$align_key" && [ -f "$dumpdir/latents/$train_set/durations" ]; then
       log "  aligner: done before ($expdir/aligner/.done)"
     else
       log "  aligner: training + durations, log in $expdir/aligner/log/align.log"
       # shellcheck disable=SC2086
       $train_cmd "$expdir/aligner/log/align.log" latentspeech align --no-progress \
-        --data "$dumpdir/raw/$train_set" --latents "$dumpdir/latents/$train_set" \
-        --data "$dumpdir/raw/$valid_set" --latents "$dumpdir/latents/$valid_set" \
+        $(for s in $lm_sets; do echo --data "$dumpdir/raw/$s" --latents "$dumpdir/latents/$s"; done) \
         --out "$expdir/aligner" $aligner_args \
         || die "stage 5: the aligner failed, see $expdir/aligner/log/align.log"
       mark_done "$expdir/aligner/.done" "$align_key"
     fi
   fi
   # shellcheck disable=SC2086
+  # shellcheck disable=SC2046
   train_model 5 latentlm "$latentlm_config" "$expdir/latentlm" \
-    "$expdir/extract_latents/$train_set.done" "$expdir/extract_latents/$valid_set.done" \
-    "$expdir/phonemize/$train_set.done" -- \
-    latentspeech train latentlm --config "$latentlm_config" \
-    --data "$dumpdir/raw/$train_set" --latents "$dumpdir/latents/$train_set" \
+    $(markers extract_latents $lm_sets) $(markers phonemize $lm_train_sets) -- \
+    latentspeech train latentlm --config "$latentlm_config" $(lm_train_args --latents latents) \
     --valid-data "$dumpdir/raw/$valid_set" --valid-latents "$dumpdir/latents/$valid_set" \
     --codec "$codec_model" --out "$expdir/latentlm" $latentlm_train_args
 fi
@@ -340,14 +360,17 @@ if stage_on 6 && [ "$run_baseline" = true ]; then
       --out "$expdir/codec_rvq" $codec_train_args
   fi
   need_cli 6 codec extract
-  extract 6 "$codec_rvq_model" codes "$train_set" "$valid_set"
+  # shellcheck disable=SC2086
+  extract 6 "$codec_rvq_model" codes $lm_sets
+  for s in $lm_sets; do  # the codes share the latents' frames, so their phone durations too (self_split prompts)
+    if [ -f "$dumpdir/latents/$s/durations" ]; then cp "$dumpdir/latents/$s/durations" "$dumpdir/codes/$s/durations"; fi
+  done
   need_cli 6 train valle
   # shellcheck disable=SC2086
+  # shellcheck disable=SC2046
   train_model 6 valle "$valle_config" "$expdir/valle" \
-    "$expdir/extract_codes/$train_set.done" "$expdir/extract_codes/$valid_set.done" \
-    "$expdir/phonemize/$train_set.done" -- \
-    latentspeech train valle --config "$valle_config" \
-    --data "$dumpdir/raw/$train_set" --codes "$dumpdir/codes/$train_set" \
+    $(markers extract_codes $lm_sets) $(markers phonemize $lm_train_sets) -- \
+    latentspeech train valle --config "$valle_config" $(lm_train_args --codes codes) \
     --valid-data "$dumpdir/raw/$valid_set" --valid-codes "$dumpdir/codes/$valid_set" \
     --codec "$codec_rvq_model" --out "$expdir/valle" $valle_train_args
 elif stage_on 6; then

@@ -96,6 +96,83 @@ def test_durations_reach_the_batch_and_bad_ones_are_skipped():
     assert batch.durations.sum(1).tolist() == batch.target_lens.tolist()
 
 
+WB = 99  # the word-boundary id of the fake vocabulary
+
+
+def make_lone_speaker_source(frames=250, max_word=12) -> LMSource:
+    """One speaker, one long utterance (10 s at 25 Hz) with word boundaries (0 frames) between words
+    of 1-3 sounding tokens, and each frame's value = its own index (so cuts can be checked)."""
+    rng = np.random.default_rng(1)
+    phones, durations, total = [], [], 0
+    while total < frames:
+        if phones:
+            phones.append(WB)
+            durations.append(0)
+        for _ in range(int(rng.integers(1, 4))):
+            d = min(int(rng.integers(1, max_word)), frames - total)  # the last token takes what is left
+            phones.append(int(rng.integers(1, 50)))
+            durations.append(d)
+            total += d
+            if total == frames:
+                break
+    store = FakeStore({"C-0": np.repeat(np.arange(frames, dtype=np.float32)[:, None], D, 1)})
+    return LMSource(store, {"C-0": phones}, {"C-0": "C"}, name="lone", durations={"C-0": durations})
+
+
+@pytest.mark.parametrize("frames", [250, 600])  # 10 s: the target runs to the end; 24 s: it ends at a word too
+def test_self_split_cuts_a_lone_utterance_into_prompt_and_target_at_word_boundaries(frames):
+    src = make_lone_speaker_source(frames)
+    ds = LMDataset([src], frame_rate=25.0, prompt_seconds=(2.0, 4.0), max_frames=225,
+                   single_utt_prompt="self_split", word_boundary_id=WB)
+    assert len(ds) == 1 and ds.splittable == {0}  # longer than max_frames, kept: it is cut
+    assert ds.lengths[0] <= 225
+    phones, durations = src.phones["C-0"], src.durations["C-0"]
+    seen = set()
+    for epoch in range(20):
+        ds.set_epoch(epoch)
+        ex = ds[0]
+        p, t = ex["prompt"][:, 0], ex["target"][:, 0]
+        cut = len(p)
+        seen.add(cut)
+        # no overlap: the prompt is frames [0, cut), the target the frames that follow
+        assert np.array_equal(p, np.arange(cut)) and np.array_equal(t, np.arange(cut, cut + len(t)))
+        assert 50 <= cut and 25 <= len(t) <= 225  # prompt >= 2 s, target 1 s .. max_frames
+        assert abs(cut - 75) <= 60  # near the drawn prompt length (2-4 s), up to a word's length off
+        k = next(j for j in range(len(phones)) if sum(durations[:j]) == cut and phones[j - 1] == WB and
+                 phones[j : j + len(ex["phones"])] == ex["phones"])
+        e = k + len(ex["phones"])
+        assert ex["durations"] == durations[k:e] and sum(ex["durations"]) == len(t)
+        assert e == len(phones) or phones[e] == WB  # ends at the utterance's end or at a word boundary
+        if frames == 250:
+            assert e == len(phones)
+    assert len(seen) > 1  # the cut moves with the drawn prompt length
+
+
+def test_self_split_falls_back_to_a_crop_without_a_usable_word_boundary():
+    src = make_lone_speaker_source()
+    src.phones["C-0"] = [t if t != WB else 5 for t in src.phones["C-0"]]  # no word boundaries
+    ds = LMDataset([src], frame_rate=25.0, prompt_seconds=(2.0, 4.0), single_utt_prompt="self_split",
+                   word_boundary_id=WB)
+    assert ds.splittable == set()
+    ex = ds[0]
+    assert ex["target"].shape[0] == 250 and ex["phones"] == src.phones["C-0"]  # self_crop
+    # too long to split and over max_frames: filtered out like any long utterance
+    with pytest.raises(DataDirError):
+        LMDataset([src], frame_rate=25.0, max_frames=225, single_utt_prompt="self_split", word_boundary_id=WB)
+    with pytest.raises(ValueError, match="word_boundary_id"):
+        LMDataset([src], frame_rate=25.0, single_utt_prompt="self_split")
+
+
+def test_self_split_leaves_speakers_with_several_utterances_alone():
+    src = make_source()
+    src.durations = {u: [len(src.latents[u]) - len(p) + 1] + [1] * (len(p) - 1) for u, p in src.phones.items()}
+    ds = LMDataset([src], frame_rate=25.0, prompt_seconds=(0.2, 0.4), single_utt_prompt="self_split",
+                   word_boundary_id=WB)
+    assert len(ds) == 6 and ds.splittable == set()  # C-0 has no word boundary: cropped as before
+    for i in range(len(ds)):
+        assert ds[i]["target"].shape[0] == ds.lengths[i]
+
+
 def test_no_usable_data_is_a_data_dir_error():
     src = make_source()
     src.phones = {}

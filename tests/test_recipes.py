@@ -444,7 +444,8 @@ def test_demo_smoke_run(tmp_path):
     """`egs/demo/tts1/run.sh --smoke true` through every stage whose command exists (all of them, once landed)."""
     if not (DEMO / "local" / "data.sh").is_file():
         pytest.skip("egs/demo/tts1/local/data.sh not written yet")
-    dirs = ["--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp")]
+    dirs = ["--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),
+            "--extra-train-sets", "real_train:2"]  # off in the demo's defaults; the smoke run exercises it
     res = sh(["./run.sh", "--smoke", "true", *dirs], DEMO, env=_env(tmp_path), timeout=900)
     out = res.stdout + res.stderr
     for marker in ("local_data/.done", "data_prep/train.done", "data_prep/dev.done", "phonemize/train.done"):
@@ -457,6 +458,12 @@ def test_demo_smoke_run(tmp_path):
         pytest.skip(f"smoke run stopped at stage {m.group(1)}: {m.group(2)} has not landed yet")
     assert (tmp_path / "exp/decode/dev/summary.tsv").is_file()
     assert (tmp_path / "exp/packed/latentlm/model.safetensors").is_file()
+    # --extra-train-sets real_train:2: once in the aligner, two copies in each LM's training command
+    real = f"--data {tmp_path / 'dump'}/raw/real_train"
+    assert (tmp_path / "exp/aligner/log/align.log").read_text().splitlines()[0].count(real) == 1
+    for lm in ("latentlm", "valle"):
+        assert (tmp_path / f"exp/{lm}/log/train.log").read_text().splitlines()[0].count(real) == 2, lm
+    assert (tmp_path / "dump/codes/real_train/durations").is_file()  # the codes share the latents' durations
     res = sh(["./run.sh", "--smoke", "true", *dirs], DEMO, env=_env(tmp_path), timeout=300)
     assert res.returncode == 0 and "training" not in res.stdout  # everything is done: nothing retrains
 

@@ -14,7 +14,12 @@ Prompts
     ``single_utt_prompt`` decides: ``"self_crop"`` crops the prompt from the target utterance
     itself (the only audio of that voice; the crop does overlap the target, since the phones must
     cover the whole target, so the model could learn to copy it: keep such speakers a minority),
-    or ``"skip"`` leaves the speaker out.
+    or ``"skip"`` leaves the speaker out. ``"self_split"`` (sources with per-phone ``durations``, e.g.
+    one clip per real speaker) cuts the utterance at word boundaries instead: the speech before the
+    cut is the prompt and what follows, with its own phones and durations, the target (ending at a
+    later word boundary when the rest is longer than ``max_frames``), so prompt and target never
+    overlap and utterances longer than ``max_frames`` are still used; an utterance without word
+    boundaries that leave both sides long enough falls back to ``"self_crop"``.
 
 Randomness (which prompt, which crop) is drawn from ``(seed, epoch, index)``, so an epoch is
 reproducible and a resumed run sees the same examples.
@@ -39,7 +44,10 @@ from torch.utils.data import Dataset, Sampler
 
 from ..errors import DataDirError
 
-__all__ = ["LMSource", "LMDataset", "BucketBatchSampler", "read_phones", "read_utt2spk"]
+__all__ = ["LMSource", "LMDataset", "BucketBatchSampler", "read_phones", "read_utt2spk", "SINGLE_UTT_PROMPTS"]
+
+#: How a speaker with one utterance gets a prompt (see the module docstring).
+SINGLE_UTT_PROMPTS = ("self_crop", "self_split", "skip")
 
 
 def _read_table(path: Path, what: str) -> dict[str, list[str]]:
@@ -109,12 +117,17 @@ class LMDataset(Dataset):
 
     def __init__(self, sources: Sequence[LMSource], frame_rate: float, prompt_seconds: tuple[float, float] = (2.0, 5.0),
                  min_frames: int = 2, max_frames: int | None = None, single_utt_prompt: str = "self_crop",
-                 seed: int = 0):
-        if single_utt_prompt not in ("self_crop", "skip"):
-            raise ValueError(f"single_utt_prompt must be 'self_crop' or 'skip', got {single_utt_prompt!r}")
+                 seed: int = 0, word_boundary_id: int | None = None):
+        if single_utt_prompt not in SINGLE_UTT_PROMPTS:
+            raise ValueError(f"single_utt_prompt must be one of {', '.join(SINGLE_UTT_PROMPTS)}, got {single_utt_prompt!r}")
+        if single_utt_prompt == "self_split" and word_boundary_id is None:
+            raise ValueError("single_utt_prompt 'self_split' needs the vocabulary's word_boundary_id")
         self.sources = list(sources)
         self.frame_rate = frame_rate
         self.prompt_frames = (max(1, round(prompt_seconds[0] * frame_rate)), max(1, round(prompt_seconds[1] * frame_rate)))
+        self.min_split_target = max(min_frames, round(frame_rate))  # a split leaves at least 1 s of target
+        self.max_frames = max_frames
+        self.word_boundary_id = word_boundary_id
         self.seed = seed
         self.epoch = 0
         self.items: list[tuple[int, str]] = []  # (source index, utt)
@@ -136,13 +149,33 @@ class LMDataset(Dataset):
                     if d is None or len(d) != len(src.phones[utt]) or sum(d) != f:
                         self.skipped["no_durations"] += 1
                         continue
-                if f < min_frames or (max_frames is not None and f > max_frames):
+                # a split utterance may be longer than max_frames: then the check waits for the speaker count
+                split = single_utt_prompt == "self_split" and src.durations is not None
+                if f < min_frames or (max_frames is not None and f > max_frames and not split):
                     self.skipped["length"] += 1
                     continue
                 by_spk.setdefault((si, src.utt2spk[utt]), []).append(len(self.items))
                 self.items.append((si, utt))
                 self.lengths.append(f)
                 self.n_phones.append(len(src.phones[utt]))
+        self.splittable: set[int] = set()
+        if single_utt_prompt == "self_split":
+            lone = {i for idx in by_spk.values() if len(idx) == 1 for i in idx}
+            self.splittable = {i for i in lone if self._cuts(i)}
+            too_long = {i for i in range(len(self.items)) if i not in self.splittable
+                        and max_frames is not None and self.lengths[i] > max_frames}
+            if too_long:
+                self.skipped["length"] += len(too_long)
+                keep = [i for i in range(len(self.items)) if i not in too_long]
+                old = {i: n for n, i in enumerate(keep)}
+                self.items = [self.items[i] for i in keep]
+                self.lengths = [self.lengths[i] for i in keep]
+                self.n_phones = [self.n_phones[i] for i in keep]
+                by_spk = {k: [old[i] for i in v if i in old] for k, v in by_spk.items()}
+                by_spk = {k: v for k, v in by_spk.items() if v}
+                self.splittable = {old[i] for i in self.splittable}
+            for i in self.splittable:  # bucket by the longest target a cut can leave
+                self.lengths[i] = max(end - cut for _, cut, _, end in self._cuts(i))
         if single_utt_prompt == "skip":
             lone = {i for idx in by_spk.values() if len(idx) == 1 for i in idx}
             self.skipped["single_utt"] = len(lone)
@@ -180,20 +213,53 @@ class LMDataset(Dataset):
         start = rng.randint(0, z.shape[0] - n)
         return z[start : start + n]
 
+    def _cuts(self, i: int) -> list[tuple[int, int, int, int]]:
+        """How utterance ``i`` may be cut into prompt + target: ``(k, cut, e, end)``, the prompt = frames
+        ``[0, cut)`` before the word boundary at token ``k``; the target = tokens ``k+1 .. e-1``, frames
+        ``[cut, end)``: to the end of the utterance, or to the furthest word boundary ``e`` that keeps
+        it within ``max_frames``. The prompt lasts at least ``prompt_seconds[0]``, the target 1 s."""
+        si, utt = self.items[i]
+        src = self.sources[si]
+        if src.durations is None:
+            return []
+        phones, total = src.phones[utt], sum(src.durations[utt])
+        before = np.cumsum(src.durations[utt]) - np.asarray(src.durations[utt])  # frames before each token
+        limit = self.max_frames or total
+        bounds = [k for k, tok in enumerate(phones) if tok == self.word_boundary_id]
+        cuts = []
+        for k in bounds:
+            cut = int(before[k])
+            if cut < self.prompt_frames[0] or total - cut < self.min_split_target:
+                continue
+            if total - cut <= limit:
+                cuts.append((k, cut, len(phones), total))
+                continue
+            ends = [e for e in bounds if e > k and self.min_split_target <= before[e] - cut <= limit]
+            if ends:
+                cuts.append((k, cut, ends[-1], int(before[ends[-1]])))
+        return cuts
+
     def __getitem__(self, i: int) -> dict:
         si, utt = self.items[i]
         src = self.sources[si]
         rng = random.Random(hash((self.seed, self.epoch, i)) & 0xFFFFFFFF)
         target = src.load(utt)
+        phones = src.phones[utt]
+        durations = src.durations[utt] if src.durations is not None else None
         mates = [j for j in self.speaker_items[self.item_speaker[i]] if j != i]
         if mates:
             sj, other = self.items[rng.choice(mates)]
             prompt = self._crop(self.sources[sj].load(other), rng)
+        elif i in self.splittable:  # prompt = the speech before a word boundary, target = the rest
+            want = rng.randint(*self.prompt_frames)
+            k, cut, e, end = min(self._cuts(i), key=lambda c: (abs(c[1] - want), c[1]))
+            prompt, target = target[:cut], target[cut:end]
+            phones, durations = phones[k + 1 : e], durations[k + 1 : e]
         else:
             prompt = self._crop(target, rng)
-        ex = {"utt_id": utt, "prompt": prompt, "phones": src.phones[utt], "target": target}
-        if src.durations is not None:
-            ex["durations"] = src.durations[utt]
+        ex = {"utt_id": utt, "prompt": prompt, "phones": phones, "target": target}
+        if durations is not None:
+            ex["durations"] = durations
         return ex
 
 

@@ -49,15 +49,18 @@ class DataConfig:
     max_target_seconds: float = 20.0
     max_tokens: int = 4000  # padded (prompt + phones + target) slots per batch
     max_batch_size: int = 32
-    single_utt_prompt: str = "self_crop"
+    single_utt_prompt: str = "self_crop"  # self_crop | self_split (needs durations) | skip: lm_dataset docs
     curriculum_epochs: int = 0  # first epochs train on short utterances only
     curriculum_max_seconds: float = 5.0
     num_workers: int = 0
     guard_margin: float = 1.25
 
     def validate(self) -> None:
-        if self.single_utt_prompt not in ("self_crop", "skip"):
-            raise ConfigError(f"data.single_utt_prompt must be self_crop or skip, got {self.single_utt_prompt!r}")
+        from ..data.lm_dataset import SINGLE_UTT_PROMPTS
+
+        if self.single_utt_prompt not in SINGLE_UTT_PROMPTS:
+            raise ConfigError(f"data.single_utt_prompt must be one of {', '.join(SINGLE_UTT_PROMPTS)}, "
+                              f"got {self.single_utt_prompt!r}")
         if self.prompt_seconds[0] > self.prompt_seconds[1] or self.prompt_seconds[0] <= 0:
             raise ConfigError(f"data.prompt_seconds must be (min, max) with 0 < min <= max, got {self.prompt_seconds}")
 
@@ -290,7 +293,8 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     dc = cfg.data
     max_frames = round(dc.max_target_seconds * frame_rate)
     train_ds = LMDataset(sources, frame_rate, dc.prompt_seconds, max_frames=max_frames,
-                         single_utt_prompt=dc.single_utt_prompt, seed=cfg.trainer.seed)
+                         single_utt_prompt=dc.single_utt_prompt, seed=cfg.trainer.seed,
+                         word_boundary_id=vocab.word_boundary_id)
     valid_ds = (LMDataset(valid_sources, frame_rate, dc.prompt_seconds, max_frames=max_frames,
                           single_utt_prompt="self_crop", seed=cfg.trainer.seed + 1) if valid_sources else None)
     fpp = train_ds.frames_per_phone()

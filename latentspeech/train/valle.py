@@ -75,17 +75,23 @@ def collate_valle(examples: Sequence[dict], pad_id: int = 0, num_quantizers: int
 
 
 def code_source(data_dir: str | Path, codes_dir: str | Path, vocab):
-    """A :class:`~latentspeech.data.lm_dataset.LMSource` over a code store (no normalisation)."""
+    """A :class:`~latentspeech.data.lm_dataset.LMSource` over a code store (no normalisation). A
+    ``durations`` file in the store (per-phone frames from ``latentspeech align``, which the codes
+    share with the σ-VAE latents of the same trunk) is read too: ``data.single_utt_prompt:
+    self_split`` cuts single-utterance speakers with it."""
     from ..data.latents import LatentStore
     from ..data.lm_dataset import LMSource, read_phones, read_utt2spk
+    from ..lm.aligner import DURATIONS, read_durations
 
     data_dir = Path(data_dir)
     store = LatentStore(codes_dir)
     if store.meta.get("kind", "codes") != "codes":
         raise DataDirError(f"{codes_dir} holds {store.meta.get('kind')}, not RVQ codes "
                            "(extract them with `latentspeech codec extract --codes`)")
+    durations = Path(codes_dir) / DURATIONS
     return LMSource(latents=store, phones=read_phones(data_dir / "phones", vocab),
-                    utt2spk=read_utt2spk(data_dir / "utt2spk"), mean=None, std=None, name=str(data_dir))
+                    utt2spk=read_utt2spk(data_dir / "utt2spk"), mean=None, std=None, name=str(data_dir),
+                    durations=read_durations(durations) if durations.is_file() else None)
 
 
 def _lightning():
@@ -240,7 +246,8 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
     dc = cfg.data
     max_frames = round(dc.max_target_seconds * frame_rate)
     train_ds = LMDataset(sources, frame_rate, dc.prompt_seconds, max_frames=max_frames,
-                         single_utt_prompt=dc.single_utt_prompt, seed=cfg.trainer.seed)
+                         single_utt_prompt=dc.single_utt_prompt, seed=cfg.trainer.seed,
+                         word_boundary_id=vocab.word_boundary_id)
     valid_ds = (LMDataset(valid_sources, frame_rate, dc.prompt_seconds, max_frames=max_frames,
                           single_utt_prompt="self_crop", seed=cfg.trainer.seed + 1) if valid_sources else None)
     fpp = train_ds.frames_per_phone()

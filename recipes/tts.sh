@@ -281,8 +281,7 @@ data_args() {  # data_args FLAG SET...: FLAG dump/raw/A FLAG dump/raw/B ...
 # lm_train_args FLAG KIND: "--data dump/raw/S FLAG dump/KIND/S" for the train set and every copy of the extra sets
 lm_train_args() {
   local flag=$1 kind=$2 e s n k
-  printf -- '--data %s %s %s ' "$dumpdir/raw/$train_set" "$flag" "$dumpdir/$kind/$train_set"
-  for e in $extra_train_sets; do
+  for e in "$train_set" $extra_train_sets; do
     s=${e%%:*}; n=1; [ "$s" != "$e" ] && n=${e##*:}
     for ((k = 0; k < n; k++)); do printf -- '--data %s %s %s ' "$dumpdir/raw/$s" "$flag" "$dumpdir/$kind/$s"; done
   done
@@ -300,7 +299,7 @@ if stage_on 3; then
     need_cli 3 codec train
     # shellcheck disable=SC2046,SC2086
     train_model 3 codec "$codec_config" "$expdir/codec" \
-      $(for s in $codec_train_sets; do echo "$expdir/data_prep/$s.done"; done) -- \
+      $(markers data_prep $codec_train_sets) -- \
       latentspeech codec train --config "$codec_config" $(data_args --data $codec_train_sets) \
       --out "$expdir/codec" $codec_train_args
   fi
@@ -354,7 +353,7 @@ if stage_on 6 && [ "$run_baseline" = true ]; then
     need_cli 6 codec train
     # shellcheck disable=SC2046,SC2086
     train_model 6 codec_rvq "$codec_rvq_config" "$expdir/codec_rvq" \
-      $(for s in $codec_train_sets; do echo "$expdir/data_prep/$s.done"; done) -- \
+      $(markers data_prep $codec_train_sets) -- \
       latentspeech codec train --config "$codec_rvq_config" $(data_args --data $codec_train_sets) \
       $([ "$codec_rvq_init" = true ] && echo --init-from "$codec_model") \
       --out "$expdir/codec_rvq" $codec_train_args

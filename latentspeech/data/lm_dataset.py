@@ -158,32 +158,20 @@ class LMDataset(Dataset):
                 self.items.append((si, utt))
                 self.lengths.append(f)
                 self.n_phones.append(len(src.phones[utt]))
-        self.splittable: set[int] = set()
+        self.cuts: dict[int, list[tuple[int, int, int, int]]] = {}  # item → its self_split cuts (see _cuts)
+        lone = {i for idx in by_spk.values() if len(idx) == 1 for i in idx}
         if single_utt_prompt == "self_split":
-            lone = {i for idx in by_spk.values() if len(idx) == 1 for i in idx}
-            self.splittable = {i for i in lone if self._cuts(i)}
-            too_long = {i for i in range(len(self.items)) if i not in self.splittable
+            cuts = {i: c for i in lone if (c := self._cuts(*self.items[i]))}
+            too_long = {i for i in range(len(self.items)) if i not in cuts
                         and max_frames is not None and self.lengths[i] > max_frames}
-            if too_long:
-                self.skipped["length"] += len(too_long)
-                keep = [i for i in range(len(self.items)) if i not in too_long]
-                old = {i: n for n, i in enumerate(keep)}
-                self.items = [self.items[i] for i in keep]
-                self.lengths = [self.lengths[i] for i in keep]
-                self.n_phones = [self.n_phones[i] for i in keep]
-                by_spk = {k: [old[i] for i in v if i in old] for k, v in by_spk.items()}
-                by_spk = {k: v for k, v in by_spk.items() if v}
-                self.splittable = {old[i] for i in self.splittable}
-            for i in self.splittable:  # bucket by the longest target a cut can leave
-                self.lengths[i] = max(end - cut for _, cut, _, end in self._cuts(i))
-        if single_utt_prompt == "skip":
-            lone = {i for idx in by_spk.values() if len(idx) == 1 for i in idx}
+            self.skipped["length"] += len(too_long)
+            new, by_spk = self._drop(too_long, by_spk)
+            self.cuts = {new[i]: c for i, c in cuts.items()}
+            for i, c in self.cuts.items():  # bucket by the longest target a cut can leave
+                self.lengths[i] = max(end - cut for _, cut, _, end in c)
+        elif single_utt_prompt == "skip":
             self.skipped["single_utt"] = len(lone)
-            keep = [i for i in range(len(self.items)) if i not in lone]
-            self.items = [self.items[i] for i in keep]
-            self.lengths = [self.lengths[i] for i in keep]
-            self.n_phones = [self.n_phones[i] for i in keep]
-            by_spk = {k: [keep.index(i) for i in v] for k, v in by_spk.items() if len(v) > 1}
+            _, by_spk = self._drop(lone, by_spk)
         self.speaker_items = by_spk
         self.item_speaker = {i: k for k, v in by_spk.items() for i in v}
         if not self.items:
@@ -213,12 +201,27 @@ class LMDataset(Dataset):
         start = rng.randint(0, z.shape[0] - n)
         return z[start : start + n]
 
-    def _cuts(self, i: int) -> list[tuple[int, int, int, int]]:
-        """How utterance ``i`` may be cut into prompt + target: ``(k, cut, e, end)``, the prompt = frames
+    @property
+    def splittable(self) -> set[int]:
+        """The items whose prompt is cut off their own utterance (``self_split``)."""
+        return set(self.cuts)
+
+    def _drop(self, drop: set[int], by_spk: dict) -> tuple[dict[int, int], dict]:
+        """Remove the items ``drop``; returns {old index: new index} of those kept and ``by_spk``
+        (speaker → item indices) renumbered, without speakers left empty."""
+        keep = [i for i in range(len(self.items)) if i not in drop]
+        self.items = [self.items[i] for i in keep]
+        self.lengths = [self.lengths[i] for i in keep]
+        self.n_phones = [self.n_phones[i] for i in keep]
+        new = {i: n for n, i in enumerate(keep)}
+        by_spk = {k: [new[i] for i in v if i in new] for k, v in by_spk.items()}
+        return new, {k: v for k, v in by_spk.items() if v}
+
+    def _cuts(self, si: int, utt: str) -> list[tuple[int, int, int, int]]:
+        """How an utterance may be cut into prompt + target: ``(k, cut, e, end)``, the prompt = frames
         ``[0, cut)`` before the word boundary at token ``k``; the target = tokens ``k+1 .. e-1``, frames
         ``[cut, end)``: to the end of the utterance, or to the furthest word boundary ``e`` that keeps
         it within ``max_frames``. The prompt lasts at least ``prompt_seconds[0]``, the target 1 s."""
-        si, utt = self.items[i]
         src = self.sources[si]
         if src.durations is None:
             return []
@@ -250,9 +253,9 @@ class LMDataset(Dataset):
         if mates:
             sj, other = self.items[rng.choice(mates)]
             prompt = self._crop(self.sources[sj].load(other), rng)
-        elif i in self.splittable:  # prompt = the speech before a word boundary, target = the rest
+        elif i in self.cuts:  # prompt = the speech before a word boundary, target = the rest
             want = rng.randint(*self.prompt_frames)
-            k, cut, e, end = min(self._cuts(i), key=lambda c: (abs(c[1] - want), c[1]))
+            k, cut, e, end = min(self.cuts[i], key=lambda c: (abs(c[1] - want), c[1]))
             prompt, target = target[:cut], target[cut:end]
             phones, durations = phones[k + 1 : e], durations[k + 1 : e]
         else:

@@ -11,9 +11,10 @@
 #   stage 1  validate + fix each set, duration filter (train/valid sets) -> $dumpdir/raw/<set>
 #   stage 2  phonemize: latentspeech phonemize --data-dir                 -> $dumpdir/raw/<set>/phones
 #   stage 3  train the σ-VAE codec (or --pretrained-codec NAME|DIR)       -> $expdir/codec/model
+#            (+ --codec-finetune-config: a decoder-only fine-tune)         -> $expdir/codec_ft/model
 #   stage 4  extract latents of every set                                 -> $dumpdir/latents/<set>
 #   stage 5  train LatentLM (pointer configs: phone durations first)      -> $expdir/latentlm/model
-#   stage 6  VALL-E baseline: RVQ codec, codes, AR+NAR model              -> $expdir/{codec_rvq,valle}/model
+#   stage 6  VALL-E baseline: RVQ codec (+ --codec-rvq-finetune-config), codes, AR+NAR model -> $expdir/{codec_rvq,valle}/model
 #   stage 7  decode the evaluation protocols with both systems            -> $expdir/decode/<unit>/<system>/wav
 #            (ref-utt prompts on each test set; --cross-sets P:T: voices of P reading sentences of T)
 #   stage 8  evaluate (WER, SIM) incl. ground truth, side-by-side table   -> $expdir/decode/<unit>/summary.tsv, report/
@@ -59,6 +60,9 @@ pretrained_codec=""     # a codec name or model dir: skip stage 3 training and u
 pretrained_codec_rvq="" # the same for the baseline's RVQ codec
 package_dtype=float16   # stage 9: precision of the packaged weights (float16 halves the size; float32)
 codec_rvq_init=true     # stage 6: start the RVQ codec from the σ-VAE codec's trained trunk (--init-from)
+codec_finetune_config=""      # stage 3: then a decoder-only fine-tune of the codec (e.g. conf/codec_harmonic.yaml, a
+                              # harmonic-source decoder; same latents) -> $expdir/codec_ft/model, used from stage 4 on
+codec_rvq_finetune_config=""  # stage 6: the same for the RVQ codec (e.g. conf/codec_rvq_harmonic.yaml; same codes)
 codec_train_args=""     # extra arguments of `latentspeech codec train`
 latentlm_train_args=""  # extra arguments of `latentspeech train latentlm`
 aligner_args=""         # stage 5, pointer-mode configs: extra arguments of `latentspeech align` (e.g. "--steps 200")
@@ -165,8 +169,13 @@ need_model() {
 # model_dir GIVEN DEFAULT: a pretrained name/dir if given, else the recipe's own model dir
 model_dir() { if [ -n "$1" ]; then echo "$1"; else echo "$2"; fi; }
 
-codec_model=$(model_dir "$pretrained_codec" "$expdir/codec/model")
-codec_rvq_model=$(model_dir "$pretrained_codec_rvq" "$expdir/codec_rvq/model")
+codec_base=$(model_dir "$pretrained_codec" "$expdir/codec/model")
+codec_rvq_base=$(model_dir "$pretrained_codec_rvq" "$expdir/codec_rvq/model")
+# the codecs used from here on: the fine-tuned ones when a decoder fine-tune is configured
+codec_model=$codec_base
+[ -z "$pretrained_codec" ] && [ -n "$codec_finetune_config" ] && codec_model=$expdir/codec_ft/model
+codec_rvq_model=$codec_rvq_base
+[ -z "$pretrained_codec_rvq" ] && [ -n "$codec_rvq_finetune_config" ] && codec_rvq_model=$expdir/codec_rvq_ft/model
 latentlm_model=$expdir/latentlm/model
 valle_model=$expdir/valle/model
 systems="latentlm"
@@ -302,6 +311,13 @@ if stage_on 3; then
       $(markers data_prep $codec_train_sets) -- \
       latentspeech codec train --config "$codec_config" $(data_args --data $codec_train_sets) \
       --out "$expdir/codec" $codec_train_args
+    if [ -n "$codec_finetune_config" ]; then
+      # shellcheck disable=SC2046,SC2086
+      train_model 3 codec_ft "$codec_finetune_config" "$expdir/codec_ft" \
+        "$expdir/codec/.done" $(markers data_prep $codec_train_sets) -- \
+        latentspeech codec train --config "$codec_finetune_config" $(data_args --data $codec_train_sets) \
+        --init-from "$codec_base" --out "$expdir/codec_ft" $codec_train_args
+    fi
   fi
 fi
 
@@ -355,8 +371,15 @@ if stage_on 6 && [ "$run_baseline" = true ]; then
     train_model 6 codec_rvq "$codec_rvq_config" "$expdir/codec_rvq" \
       $(markers data_prep $codec_train_sets) -- \
       latentspeech codec train --config "$codec_rvq_config" $(data_args --data $codec_train_sets) \
-      $([ "$codec_rvq_init" = true ] && echo --init-from "$codec_model") \
+      $([ "$codec_rvq_init" = true ] && echo --init-from "$codec_base") \
       --out "$expdir/codec_rvq" $codec_train_args
+    if [ -n "$codec_rvq_finetune_config" ]; then
+      # shellcheck disable=SC2046,SC2086
+      train_model 6 codec_rvq_ft "$codec_rvq_finetune_config" "$expdir/codec_rvq_ft" \
+        "$expdir/codec_rvq/.done" $(markers data_prep $codec_train_sets) -- \
+        latentspeech codec train --config "$codec_rvq_finetune_config" $(data_args --data $codec_train_sets) \
+        --init-from "$codec_rvq_base" --out "$expdir/codec_rvq_ft" $codec_train_args
+    fi
   fi
   need_cli 6 codec extract
   # shellcheck disable=SC2086
@@ -410,7 +433,9 @@ if stage_on 7; then
       need_model 7 "$model"
       sdir=$ddir/$sys
       marker=$sdir/.done
-      key=$(fingerprint "$ddir/protocol.done" "$model/model.safetensors" "$decode_args" "$seed")
+      # the nested codec too: a decoder-only fine-tune put in later (utils/replace_codec.py) changes the audio
+      key=$(fingerprint "$ddir/protocol.done" "$model/model.safetensors" "$model/codec/model.safetensors" \
+        "$decode_args" "$seed")
       if is_done "$marker" "$key"; then log "  $sys on $unit: done before"; continue; fi
       rm -rf "$sdir/split" "$sdir/wav"; mkdir -p "$sdir/split" "$sdir/wav"
       for ((j = 1; j <= nj; j++)); do : > "$sdir/split/list.$j"; done

@@ -267,3 +267,40 @@ def test_demo_config_size():
     paper = load_config(root / "egs/librilight/tts1/conf/codec.yaml", CodecTrainConfig)
     assert paper.model.frame_rate == 15.0 and paper.model.sample_rate == 24000 and paper.adversarial.enabled
     assert np.prod(paper.model.downsample) * paper.model.frame_hop == 1600
+
+
+def test_harmonic_decoder_frames_pitch_and_source():
+    """A source-filter decoder keeps the frame contract, reads pitch per iSTFT frame, and its
+    source path is silent when unvoiced (then it equals the plain head on the same features)."""
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    cfg.decoder.source = "harmonic"
+    codec = AudioCodec(cfg).eval()
+    wav = 0.1 * torch.randn(2, 1000)
+    out = codec(wav)
+    frames = codec.num_frames(1000)
+    assert out.wav.shape == (2, frames * codec.hop_length)
+    assert out.pitch.log_f0.shape == out.pitch.voiced_logit.shape == (2, frames * 4)
+    lo, hi = math.log(60.0), math.log(500.0)
+    assert (out.pitch.log_f0 >= lo).all() and (out.pitch.log_f0 <= hi).all()
+    assert codec.decode(codec.encode(wav)).shape == (2, frames * codec.hop_length)
+    z = codec.encode(wav)
+    with torch.no_grad():
+        codec.decoder.head.harmonic_gain.bias.fill_(0.0)  # make the source loud enough to matter
+        f0 = torch.full((2, frames * 4), 150.0)
+        unvoiced, _ = codec.decoder(z, f0, torch.zeros_like(f0))
+        voiced, _ = codec.decoder(z, f0, torch.ones_like(f0))
+        codec.decoder.head.harmonic_gain = None  # the plain head: no source
+        plain, _ = codec.decoder(z, f0, torch.ones_like(f0))
+    assert torch.allclose(unvoiced, plain, atol=1e-6)
+    assert (voiced - plain).abs().mean() > 0.1 * plain.abs().mean()
+
+
+def test_harmonic_config_validation():
+    cfg = tiny_config()
+    cfg.decoder.f0_range = [500.0, 60.0]
+    with pytest.raises(ConfigError, match="f0_range"):
+        cfg.validate()
+    cfg.decoder.f0_range = [60.0, 9000.0]
+    with pytest.raises(ConfigError, match="f0_range"):
+        cfg.validate()

@@ -295,3 +295,85 @@ def test_rvq_codec_starts_from_a_trained_sigma_trunk(tmp_path, data_dir):
     cfg.model = from_dict(CodecConfig, bad)
     with pytest.raises(Exception, match="init.from_model"):
         train_codec(cfg, [data_dir], tmp_path / "bad", max_steps=1, progress=False)
+
+
+def test_decoder_only_fine_tune_keeps_codes_and_latents(tmp_path, data_dir):
+    """init.freeze_encoder + init.keep_bottleneck: a harmonic decoder fine-tuned on a trained RVQ codec
+    (or σ-VAE codec) gives exactly its source's codes (latents and statistics), only decoding changes;
+    a plain codec initialised from the harmonic one drops the source-only tensors."""
+    torch.manual_seed(0)
+    wav = torch.from_numpy(voiced(7, 0.5))[None]
+    for kind in ("rvq", "sigma"):
+        cfg = _train_cfg(tmp_path)
+        cfg.model = from_dict(CodecConfig, tiny_model(kind))
+        cfg.init.codebook_batches = 2
+        src_dir = train_codec(cfg, [data_dir], tmp_path / kind, max_steps=2, progress=False)
+        cfg = _train_cfg(tmp_path)
+        cfg.model = from_dict(CodecConfig, tiny_model(kind))
+        cfg.model.decoder.source = "harmonic"
+        cfg.init.from_model, cfg.init.freeze_encoder, cfg.init.keep_bottleneck = str(src_dir), True, True
+        ft_dir = train_codec(cfg, [data_dir], tmp_path / f"{kind}_ft", max_steps=3, progress=False)
+        src, ft = load_codec(src_dir), load_codec(ft_dir)
+        assert torch.equal(ft.encode(wav), src.encode(wav)), kind
+        assert torch.equal(ft.latent_mean, src.latent_mean) and torch.equal(ft.latent_std, src.latent_std)
+        if kind == "rvq":
+            assert torch.equal(ft.encode_codes(wav), src.encode_codes(wav))
+            for k, v in src.bottleneck.state_dict().items():
+                assert torch.equal(ft.bottleneck.state_dict()[k], v), k  # no EMA update, no restart
+        assert not torch.allclose(ft.decode(ft.encode(wav)), src.decode(src.encode(wav)))
+    # keep_bottleneck needs the same bottleneck; a plain decoder from a harmonic codec drops its extras
+    cfg = _train_cfg(tmp_path)
+    cfg.init.from_model, cfg.init.keep_bottleneck = str(tmp_path / "rvq_ft" / "model"), True
+    with pytest.raises(ConfigError, match="keep_bottleneck"):
+        train_codec(cfg, [data_dir], tmp_path / "mismatch", max_steps=1, progress=False)
+    from latentspeech.train.codec import init_from_codec
+
+    plain = AudioCodec(from_dict(CodecConfig, tiny_model("sigma")))
+    info = init_from_codec(plain, from_dict(type(cfg.init), {"from_model": str(tmp_path / "sigma_ft" / "model")}))
+    assert info["new_tensors"] == [] and any(k.startswith("decoder.pitch.") for k in info["dropped_tensors"])
+    assert torch.equal(plain.encoder.embed.weight, load_codec(tmp_path / "sigma_ft" / "model").encoder.embed.weight)
+
+
+def test_harmonic_decoder_learns_the_pitch_of_a_clip():
+    """Fitting one voiced clip with the pitch loss (YIN targets) cuts the log-F0 error 3-fold
+    (measured 3.6x), the voicing loss 1.5-fold (2.6x) and the mel loss 2-fold (4.6x)."""
+    from latentspeech.audio.pitch import yin
+    from latentspeech.codec.losses import pitch_loss
+
+    torch.manual_seed(0)
+    model = tiny_model()
+    model["decoder"]["source"] = "harmonic"
+    codec = AudioCodec(from_dict(CodecConfig, model))
+    mel = MultiResolutionMelLoss(SR, [[256, 64, 40], [512, 128, 64]])
+    wav = torch.from_numpy(voiced(1, 0.5))[None]
+    f0, is_voiced = yin(codec.pad(wav), SR, 16)
+    assert is_voiced.float().mean() > 0.8
+    opt = torch.optim.Adam(codec.parameters(), 1e-2)
+    first = last = None
+    for step in range(80):
+        out = codec(wav, f0, is_voiced.float()) if step % 2 else codec(wav)
+        f0_l1, voicing = pitch_loss(out.pitch, f0, is_voiced)
+        m = mel(out.wav, out.target)
+        opt.zero_grad()
+        (15 * m + 2 * (f0_l1 + voicing)).backward()
+        opt.step()
+        last = (float(f0_l1.detach()), float(m.detach()), float(voicing.detach()))
+        first = first or last
+    assert last[0] < first[0] / 3 and last[1] < first[1] / 2 and last[2] < first[2] / 1.5, (first, last)
+
+
+def test_harmonic_training_logs_pitch_and_inits_from_a_plain_codec(tmp_path, data_dir):
+    plain = train_codec(_train_cfg(tmp_path), [data_dir], tmp_path / "plain", progress=False)
+    cfg = _train_cfg(tmp_path)
+    cfg.model.decoder.source = "harmonic"
+    cfg.init.from_model = str(plain)
+    out = tmp_path / "harmonic"
+    model_dir = train_codec(cfg, [data_dir], out, max_steps=2, progress=False)
+    metrics = (out / "logs" / "run1" / "metrics.csv").read_text()
+    assert "loss/f0" in metrics and "loss/voicing" in metrics
+    codec, src = load_codec(model_dir), load_codec(plain)
+    assert codec.cfg.decoder.source == "harmonic" and codec.decoder.pitch is not None
+    assert codec.decode(torch.zeros(1, 8, 5)).shape == (1, 5 * codec.hop_length)
+    # the copied trunk started from the plain codec (2 steps at lr 1e-3 move it only a little)
+    w, w0 = codec.decoder.embed.weight, src.decoder.embed.weight
+    assert (w - w0).abs().max() < 0.05 < w0.abs().max()

@@ -464,6 +464,14 @@ def test_demo_smoke_run(tmp_path):
     for lm in ("latentlm", "valle"):
         assert (tmp_path / f"exp/{lm}/log/train.log").read_text().splitlines()[0].count(real) == 2, lm
     assert (tmp_path / "dump/codes/real_train/durations").is_file()  # the codes share the latents' durations
+    # the demo fine-tunes both codecs' decoders (harmonic source); the LMs and packages carry those codecs
+    import yaml
+
+    for lm, codec in (("latentlm", "codec_ft"), ("valle", "codec_rvq_ft")):
+        assert f"--init-from {tmp_path / 'exp'}/{codec.replace('_ft', '')}/model" in (
+            tmp_path / f"exp/{codec}/log/train.log").read_text().splitlines()[0]
+        nested = yaml.safe_load((tmp_path / f"exp/packed/{lm}/codec/config.yaml").read_text())
+        assert nested["config"]["decoder"]["source"] == "harmonic", lm
     res = sh(["./run.sh", "--smoke", "true", *dirs], DEMO, env=_env(tmp_path), timeout=300)
     assert res.returncode == 0 and "training" not in res.stdout  # everything is done: nothing retrains
 
@@ -535,3 +543,32 @@ def test_decode_eval_package_stages_with_stand_ins(tmp_path):
     res = sh(cmd, recipe, env=env)  # done: nothing is synthesized or scored again
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "stub.log").read_text().splitlines() == calls
+
+
+def test_replace_codec_takes_a_decoder_only_fine_tune_and_refuses_another_encoder(tmp_path):
+    """utils/replace_codec.py swaps an LM's nested codec for one that encodes alike (compared at the
+    nested copy's float16 precision) and leaves it untouched otherwise."""
+    import torch
+
+    from latentspeech.codec import AudioCodec, CodecConfig, load_codec, save_codec
+    from latentspeech.config import from_dict
+
+    model = {"sample_rate": 16000, "n_fft": 64, "frame_hop": 16, "downsample": [2, 2], "latent_dim": 8,
+             "encoder": {"dim": 16, "blocks": [1, 1, 1]}, "decoder": {"dim": 16, "blocks": [1, 1, 1]}}
+    torch.manual_seed(0)
+    src = AudioCodec(from_dict(CodecConfig, model)).eval()
+    lm = tmp_path / "lm"
+    save_codec(src, lm / "codec", dtype=torch.float16)
+    harmonic = {**model, "decoder": {**model["decoder"], "source": "harmonic"}}
+    ft = AudioCodec(from_dict(CodecConfig, harmonic)).eval()
+    ft.encoder.load_state_dict(src.encoder.state_dict())  # fp32 weights that round to the nested fp16 ones
+    save_codec(ft, tmp_path / "ft")
+    other = AudioCodec(from_dict(CodecConfig, harmonic)).eval()  # another encoder
+    save_codec(other, tmp_path / "other")
+    script = str(UTILS / "replace_codec.py")
+    res = sh([sys.executable, script, str(lm), str(tmp_path / "other")], tmp_path, env=_env(tmp_path))
+    assert res.returncode == 1 and "does not encode like" in res.stderr
+    assert load_codec(lm / "codec").cfg.decoder.source == "none" and not (lm / "codec.new").exists()
+    res = sh([sys.executable, script, str(lm), str(tmp_path / "ft")], tmp_path, env=_env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert load_codec(lm / "codec").cfg.decoder.source == "harmonic"

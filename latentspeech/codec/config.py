@@ -65,8 +65,15 @@ class EncoderConfig:
 
 @dataclass
 class DecoderConfig:
-    """ConvNeXt stages separated by transposed-conv up-sampling → iSTFT head (Vocos-style)."""
+    """ConvNeXt stages separated by transposed-conv up-sampling → iSTFT head (Vocos-style).
 
+    ``source: harmonic`` makes it source-filter: it predicts F0 (within ``f0_range`` Hz) and voicing
+    from the latents and adds a pulse train following that F0, shaped per frequency bin, to the
+    head's spectrum (:mod:`latentspeech.codec.source`); trained with a pitch loss against YIN.
+    """
+
+    source: Literal["none", "harmonic"] = "none"
+    f0_range: list[float] = field(default_factory=lambda: [60.0, 500.0])
     dim: int = 256
     blocks: list[int] = field(default_factory=lambda: [2, 2, 4])  # per stage, coarse to fine
     kernel_size: int = 7
@@ -113,4 +120,8 @@ class CodecConfig:
                 )
             if part.kernel_size % 2 == 0:
                 raise ConfigError(f"codec.{name}.kernel_size must be odd, got {part.kernel_size}")
+        lo, hi = (list(self.decoder.f0_range) + [0, 0])[:2]
+        if len(self.decoder.f0_range) != 2 or not 0 < lo < hi < self.sample_rate / 2:
+            raise ConfigError(f"codec.decoder.f0_range must be [fmin, fmax] with 0 < fmin < fmax < "
+                              f"{self.sample_rate / 2:g} Hz, got {self.decoder.f0_range}")
         self.bottleneck.validate()

@@ -20,6 +20,7 @@ __all__ = [
     "LossConfig",
     "MultiResolutionMelLoss",
     "MultiResolutionSTFTLoss",
+    "pitch_loss",
     "generator_adv_loss",
     "discriminator_loss",
     "feature_matching_loss",
@@ -37,6 +38,10 @@ class LossConfig:
     stft_resolutions: list[list[int]] = field(default_factory=lambda: [[256, 64], [512, 128], [1024, 256]])
     adv_weight: float = 1.0
     feat_weight: float = 2.0
+    # harmonic decoders: weight of the pitch loss (L1 of log F0 on voiced frames + voicing BCE, against
+    # YIN on the target) and the share of batches whose source follows the target's F0 (teacher forcing)
+    pitch_weight: float = 2.0
+    pitch_teacher_forcing: float = 0.5
 
 
 class MultiResolutionMelLoss(nn.Module):
@@ -67,6 +72,15 @@ class MultiResolutionSTFTLoss(nn.Module):
             sc = torch.linalg.norm(mr - mh) / torch.linalg.norm(mr).clamp(min=1e-7)
             total = total + sc + F.l1_loss(torch.log(mh), torch.log(mr))
         return total / len(self.resolutions)
+
+
+def pitch_loss(pred, f0: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L1 of log F0 on voiced frames, voicing BCE)`` of a :class:`~latentspeech.codec.layers.PitchPrediction`
+    against target ``f0 [B, L]`` (Hz) and ``voiced [B, L]`` (bool)."""
+    v = voiced.float()
+    err = (pred.log_f0 - torch.log(f0.clamp(min=1.0))).abs()
+    l1 = (err * v).sum() / v.sum().clamp(min=1.0)
+    return l1, F.binary_cross_entropy_with_logits(pred.voiced_logit, v)
 
 
 def discriminator_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:

@@ -27,7 +27,7 @@ from ..config import from_dict, to_dict
 from ..errors import AudioError, CheckpointError, ConfigError
 from .bottleneck import BottleneckOutput, build_bottleneck
 from .config import CodecConfig
-from .layers import Decoder, Encoder
+from .layers import Decoder, Encoder, PitchPrediction
 
 __all__ = ["AudioCodec", "CodecOutput", "save_codec", "load_codec", "DEFAULT_CODEC"]
 
@@ -43,6 +43,7 @@ class CodecOutput:
     target: torch.Tensor  # the padded input [B, F · hop]
     bottleneck: BottleneckOutput
     stats: dict = field(default_factory=dict)
+    pitch: PitchPrediction | None = None  # harmonic decoders: predicted log F0 and voicing per iSTFT frame
 
 
 class AudioCodec(nn.Module):
@@ -57,7 +58,8 @@ class AudioCodec(nn.Module):
         self.encoder = Encoder(cfg.n_fft, cfg.frame_hop, list(cfg.downsample), e.dim, list(e.blocks),
                                e.kernel_size, e.mlp_ratio, self.bottleneck.in_channels)
         self.decoder = Decoder(cfg.latent_dim, cfg.n_fft, cfg.frame_hop, list(reversed(cfg.downsample)), d.dim,
-                               list(d.blocks), d.kernel_size, d.mlp_ratio)
+                               list(d.blocks), d.kernel_size, d.mlp_ratio, cfg.sample_rate,
+                               f0_range=tuple(d.f0_range) if d.source == "harmonic" else None)
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_dim))
         self.register_buffer("latent_std", torch.ones(cfg.latent_dim))
 
@@ -113,7 +115,7 @@ class AudioCodec(nn.Module):
         """Latents ``[B, latent_dim, F]`` → waveform ``[B, F · hop_length]``."""
         if z.dim() != 3 or z.shape[1] != self.latent_dim:
             raise AudioError(f"codec.decode expects latents [batch, {self.latent_dim}, frames], got {tuple(z.shape)}")
-        return self.decoder(z.to(self.latent_mean.device, torch.float32))
+        return self.decoder(z.to(self.latent_mean.device, torch.float32))[0]
 
     @torch.no_grad()
     def encode_codes(self, wav: torch.Tensor) -> torch.Tensor:
@@ -126,7 +128,7 @@ class AudioCodec(nn.Module):
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """RVQ codecs only: codes ``[B, Q, F]`` → waveform ``[B, F · hop_length]``."""
         self._need_rvq("decode_codes")
-        return self.decoder(self.bottleneck.decode_codes(codes.to(self.latent_mean.device)))
+        return self.decoder(self.bottleneck.decode_codes(codes.to(self.latent_mean.device)))[0]
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         """Per-dimension ``(z - mean) / std`` of ``z [B, D, F]`` (the LM's input scale)."""
@@ -150,11 +152,17 @@ class AudioCodec(nn.Module):
         return self.bottleneck.codebook_size
 
     # -- training -------------------------------------------------------------------------------
-    def forward(self, wav: torch.Tensor) -> CodecOutput:
-        """Training pass: pad, encode, bottleneck (noise / quantisation), decode."""
+    def forward(self, wav: torch.Tensor, f0: torch.Tensor | None = None,
+                voiced: torch.Tensor | None = None) -> CodecOutput:
+        """Training pass: pad, encode, bottleneck (noise / quantisation), decode.
+
+        ``f0``/``voiced``: a harmonic decoder's source pitch per iSTFT frame (teacher forcing);
+        by default it follows its own prediction.
+        """
         target = self.pad(wav)
         out = self.bottleneck(self.encoder(target))
-        return CodecOutput(wav=self.decoder(out.z), target=target, bottleneck=out, stats=out.stats)
+        rec, pitch = self.decoder(out.z, f0, voiced)
+        return CodecOutput(wav=rec, target=target, bottleneck=out, stats=out.stats, pitch=pitch)
 
     def _need_rvq(self, what: str) -> None:
         if not self.is_rvq:

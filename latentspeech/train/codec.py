@@ -97,10 +97,17 @@ class InitConfig:
     from a working codec. ``freeze_encoder`` keeps the copied encoder fixed (only the decoder and
     the codebooks adapt to quantisation) and its latent statistics, so that latents extracted
     with the source codec stay valid for the result (e.g. a decoder fine-tuned adversarially).
+    Tensors the source lacks (e.g. a harmonic decoder's pitch read-out and source gain) keep
+    their initialisation; source tensors this codec lacks are dropped (a plain decoder from a
+    harmonic one). ``keep_bottleneck`` copies the source's bottleneck too (RVQ codebooks) and keeps
+    it fixed (no k-means, no EMA updates or restarts; the σ-VAE noise still applies): with
+    ``freeze_encoder`` the result gives exactly the source's latents or codes, a decoder-only
+    fine-tune that leaves LMs trained on them valid.
     """
 
     from_model: str | None = None
     freeze_encoder: bool = False
+    keep_bottleneck: bool = False
     codebook_batches: int = 64
 
 
@@ -125,6 +132,7 @@ class CodecTrainConfig:
 def _lightning_module_class():
     import lightning.pytorch as pl
 
+    from ..audio.pitch import yin
     from ..codec.discriminators import CodecDiscriminator
     from ..codec.losses import (
         MultiResolutionMelLoss,
@@ -132,6 +140,7 @@ def _lightning_module_class():
         discriminator_loss,
         feature_matching_loss,
         generator_adv_loss,
+        pitch_loss,
     )
     from ..codec.model import AudioCodec
 
@@ -165,6 +174,10 @@ def _lightning_module_class():
                                       weight_decay=o.weight_decay)
             return [opt_g, opt_d], [sched_g]
 
+        def on_train_batch_start(self, batch, batch_idx):
+            if self.cfg.init.keep_bottleneck and self.codec.is_rvq:
+                self.codec.bottleneck.eval()  # fixed codebooks: no EMA updates or dead-code restarts
+
         def training_step(self, batch: torch.Tensor, batch_idx: int):
             cfg = self.cfg
             opts = self.optimizers()
@@ -172,12 +185,23 @@ def _lightning_module_class():
             sched = self.lr_schedulers()
             sched = sched[0] if isinstance(sched, list) else sched
 
-            out = self.codec(batch)
+            harmonic = cfg.model.decoder.source == "harmonic"
+            if harmonic:  # the pitch target, and in some batches the source's F0 (teacher forcing)
+                f0, voiced = yin(self.codec.pad(batch), cfg.model.sample_rate, cfg.model.frame_hop,
+                                 *cfg.model.decoder.f0_range)
+                forced = torch.rand(()) < cfg.loss.pitch_teacher_forcing
+                out = self.codec(batch, f0, voiced.float()) if forced else self.codec(batch)
+            else:
+                out = self.codec(batch)
             mel = self.mel_loss(out.wav, out.target)
             stft = self.stft_loss(out.wav, out.target)
             reg = out.bottleneck.loss
             loss = cfg.loss.mel_weight * mel + cfg.loss.stft_weight * stft + cfg.model.bottleneck.beta * reg
             logs = {"loss/mel": mel, "loss/stft": stft, "loss/reg": reg}
+            if harmonic:
+                f0_l1, voicing = pitch_loss(out.pitch, f0, voiced)
+                loss = loss + cfg.loss.pitch_weight * (f0_l1 + voicing)
+                logs.update({"loss/f0": f0_l1.detach(), "loss/voicing": voicing.detach()})
 
             if self.disc is not None and self.global_step >= cfg.adversarial.start_step:
                 opt_d = opts[1]
@@ -289,13 +313,24 @@ def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, 
     from ..codec.model import load_codec
 
     src = load_codec(init.from_model)
-    trunk = {k: v for k, v in src.state_dict().items() if k.startswith(("encoder.", "decoder."))}
-    mine = {k: v for k, v in codec.state_dict().items() if not k.startswith(("encoder.", "decoder."))}
+    if init.keep_bottleneck and src.cfg.bottleneck != codec.cfg.bottleneck:
+        raise ConfigError(f"init.keep_bottleneck: {init.from_model} has another bottleneck "
+                          f"({src.cfg.bottleneck}) than this config ({codec.cfg.bottleneck})")
+    parts = ("encoder.", "decoder.", "bottleneck.") if init.keep_bottleneck else ("encoder.", "decoder.")
+    theirs = {k: v for k, v in src.state_dict().items() if k.startswith(parts)}
+    own = codec.state_dict()
+    trunk = {k: v for k, v in theirs.items() if k in own}
+    mine = {k: v for k, v in own.items() if k not in trunk}
     load_state_dict_strict(codec, {**mine, **trunk}, where=f"{init.from_model} (init.from_model)")
-    info = {"from_model": str(init.from_model), "copied_tensors": len(trunk)}
+    info = {"from_model": str(init.from_model), "copied_tensors": len(trunk),
+            "new_tensors": sorted(k for k in mine if k.startswith(parts)),
+            "dropped_tensors": sorted(k for k in theirs if k not in own)}
     if init.freeze_encoder:  # same encoder, same latents: keep the source's latent statistics
         codec.encoder.requires_grad_(False)
         codec.set_latent_stats(src.latent_mean, src.latent_std)
+    if init.keep_bottleneck:
+        codec.bottleneck.requires_grad_(False)
+        return info
     if isinstance(codec.bottleneck, ResidualVQ) and dataset is not None and init.codebook_batches > 0:
         g = torch.Generator().manual_seed(seed)
         n = min(len(dataset), init.codebook_batches * batch_size)

@@ -39,6 +39,10 @@ else
   local_data_opts="--out $datadir"
   eval_opts=(--eval-num-utts 200 --cross-num-utts 100)
 fi
+# Both codecs get a harmonic-source decoder after their mel training (decoder-only fine-tunes: same latents and
+# codes; RESULTS.md, session 7).
+conf=conf; [ "$smoke" = true ] && conf=conf/smoke
+finetune_opts=(--codec-finetune-config "$conf/codec_harmonic.yaml" --codec-rvq-finetune-config "$conf/codec_rvq_harmonic.yaml")
 # The shipped LMs learn from the synthetic train set only. --extra-train-sets "real_train:4" adds the 200 real
 # voices (one clip each, cut into prompt + target: self_split): measured in RESULTS.md (session 6), it helps
 # held-out synthetic voices and voice similarity but makes real-prompt output less intelligible, so it is off.
@@ -53,4 +57,5 @@ exec ../../../recipes/tts.sh \
   --min-dur 1.0 --max-dur 20.0 \
   --ngpu 0 --nj 2 \
   "${eval_opts[@]}" \
+  "${finetune_opts[@]}" \
   "${tts_opts[@]}"

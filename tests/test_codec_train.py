@@ -299,8 +299,8 @@ def test_rvq_codec_starts_from_a_trained_sigma_trunk(tmp_path, data_dir):
 
 def test_decoder_only_fine_tune_keeps_codes_and_latents(tmp_path, data_dir):
     """init.freeze_encoder + init.keep_bottleneck: a harmonic decoder fine-tuned on a trained RVQ codec
-    (or σ-VAE codec) gives exactly its source's codes (latents and statistics), only decoding changes;
-    a plain codec initialised from the harmonic one drops the source-only tensors."""
+    (or σ-VAE codec) gives exactly its source's codes (latents and statistics), also after --resume;
+    only decoding changes; a plain codec initialised from the harmonic one drops the source-only tensors."""
     torch.manual_seed(0)
     wav = torch.from_numpy(voiced(7, 0.5))[None]
     for kind in ("rvq", "sigma"):
@@ -312,7 +312,8 @@ def test_decoder_only_fine_tune_keeps_codes_and_latents(tmp_path, data_dir):
         cfg.model = from_dict(CodecConfig, tiny_model(kind))
         cfg.model.decoder.source = "harmonic"
         cfg.init.from_model, cfg.init.freeze_encoder, cfg.init.keep_bottleneck = str(src_dir), True, True
-        ft_dir = train_codec(cfg, [data_dir], tmp_path / f"{kind}_ft", max_steps=3, progress=False)
+        ft_dir = train_codec(cfg, [data_dir], tmp_path / f"{kind}_ft", max_steps=2, progress=False)
+        ft_dir = train_codec(cfg, [data_dir], tmp_path / f"{kind}_ft", max_steps=4, resume=True, progress=False)
         src, ft = load_codec(src_dir), load_codec(ft_dir)
         assert torch.equal(ft.encode(wav), src.encode(wav)), kind
         assert torch.equal(ft.latent_mean, src.latent_mean) and torch.equal(ft.latent_std, src.latent_std)

@@ -304,6 +304,17 @@ def export_codec(codec, dataset, out_dir: str | os.PathLike, batches: int = 16, 
     return save_codec(codec, out_dir, meta=meta)
 
 
+def freeze_codec_parts(codec, init: InitConfig) -> None:
+    """Stop gradients to the encoder (``init.freeze_encoder``) and the bottleneck (``init.keep_bottleneck``).
+
+    Called at the start and on every ``--resume``: a checkpoint restores weights, not ``requires_grad``.
+    """
+    if init.freeze_encoder:
+        codec.encoder.requires_grad_(False)
+    if init.keep_bottleneck:
+        codec.bottleneck.requires_grad_(False)
+
+
 @torch.no_grad()
 def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, seed: int = 0) -> dict:
     """Copy ``init.from_model``'s encoder + decoder into ``codec``; k-means its RVQ codebooks on
@@ -326,10 +337,9 @@ def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, 
             "new_tensors": sorted(k for k in mine if k.startswith(parts)),
             "dropped_tensors": sorted(k for k in theirs if k not in own)}
     if init.freeze_encoder:  # same encoder, same latents: keep the source's latent statistics
-        codec.encoder.requires_grad_(False)
         codec.set_latent_stats(src.latent_mean, src.latent_std)
+    freeze_codec_parts(codec, init)
     if init.keep_bottleneck:
-        codec.bottleneck.requires_grad_(False)
         return info
     if isinstance(codec.bottleneck, ResidualVQ) and dataset is not None and init.codebook_batches > 0:
         g = torch.Generator().manual_seed(seed)
@@ -406,6 +416,7 @@ def train_codec(
     if cfg.init.from_model and not (resume and last.exists()):
         info = init_from_codec(module.codec, cfg.init, dataset, d.batch_size, seed=t.seed)
         print(f"codec init: {info}", flush=True)
+    freeze_codec_parts(module.codec, cfg.init)
     n_params = sum(p.numel() for p in module.codec.parameters())
     print(f"codec: {n_params / 1e6:.2f} M parameters, {cfg.model.frame_rate:g} Hz, {cfg.model.latent_dim}-d "
           f"{cfg.model.bottleneck.kind} latents", flush=True)

@@ -190,8 +190,8 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor, f0: torch.Tensor | None = None,
                 voiced: torch.Tensor | None = None) -> tuple[torch.Tensor, PitchPrediction | None]:
-        """``f0``/``voiced [B, F · prod(upsample)]``: the source's F0 (Hz) and voicing weight, in place of
-        the predicted ones (harmonic decoders only)."""
+        """``f0``/``voiced [B, F · prod(upsample)]``: the source's F0 (Hz) and voicing weight (default 1),
+        in place of the predicted ones (harmonic decoders only)."""
         x = self.embed_norm(self.embed(z))
         for i, stage in enumerate(self.stages):
             x = stage(x)
@@ -202,5 +202,7 @@ class Decoder(nn.Module):
         pred = self.read_pitch(x)
         if f0 is None:
             f0, voiced = torch.exp(pred.log_f0.detach()), torch.sigmoid(pred.voiced_logit.detach())
+        elif voiced is None:
+            voiced = torch.ones_like(f0)
         source = self.head.stft(harmonic_excitation(f0, voiced, self.frame_hop, self.sample_rate))
         return self.head(x, source), pred

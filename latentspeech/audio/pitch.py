@@ -20,14 +20,15 @@ __all__ = ["yin"]
 
 @torch.no_grad()
 def yin(wav: torch.Tensor, sample_rate: int, hop: int, fmin: float = 60.0, fmax: float = 500.0,
-        threshold: float = 0.15, voicing_threshold: float = 0.3, silence_db: float = -45.0) -> tuple[torch.Tensor, torch.Tensor]:
+        threshold: float = 0.15, voicing_threshold: float = 0.3,
+        silence_db: float = -45.0) -> tuple[torch.Tensor, torch.Tensor]:
     """YIN pitch of ``wav [B, T]`` (or ``[T]``): ``(f0 [B, T // hop] Hz, voiced [B, T // hop] bool)``.
 
     The period is the first lag in ``[sample_rate / fmax, sample_rate / fmin]`` where the cumulative-
     mean-normalised difference dips below ``threshold`` (the dip's minimum, refined by parabolic
     interpolation; the global minimum when there is no such dip). A frame is voiced when that
-    minimum is under ``voicing_threshold`` and its level is within ``silence_db`` of the loudest frame of its
-    utterance (and above -80 dBFS).
+    minimum is under ``voicing_threshold`` and its level is within ``silence_db`` of the loudest
+    frame of its utterance (and above -80 dBFS).
     """
     squeeze = wav.dim() == 1
     wav = wav[None] if squeeze else wav

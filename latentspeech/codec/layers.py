@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..audio.features import stft
 from .source import harmonic_excitation
 
 __all__ = ["ChannelNorm", "ConvNeXtBlock", "ConvNeXtStage", "STFTFrontEnd", "ISTFTHead", "Encoder", "Decoder",
@@ -66,8 +67,7 @@ class STFTFrontEnd(nn.Module):
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         mode = "reflect" if wav.shape[-1] > self.pad else "constant"
         x = F.pad(wav.unsqueeze(1), (self.pad, self.pad), mode=mode).squeeze(1)
-        spec = torch.stft(x.float(), self.n_fft, self.hop, self.n_fft, window=self.window, center=False,
-                          return_complex=True)
+        spec = stft(x.float(), self.n_fft, self.hop, self.window, center=False)
         mag = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-10)
         return torch.log(torch.clamp(mag, min=1e-5))
 
@@ -104,9 +104,7 @@ class ISTFTHead(nn.Module):
 
     def stft(self, wav: torch.Tensor) -> torch.Tensor:
         """The analysis matching :meth:`istft`: ``[B, L · hop]`` → complex ``[B, n_fft // 2 + 1, L]``."""
-        x = F.pad(wav, (self.pad, self.pad))
-        return torch.stft(x.float(), self.n_fft, self.hop, self.n_fft, window=self.window, center=False,
-                          return_complex=True)
+        return stft(F.pad(wav.float(), (self.pad, self.pad)), self.n_fft, self.hop, self.window, center=False)
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
         """Inverse STFT, "same" padding: ``[B, n_fft // 2 + 1, L]`` complex → ``[B, L · hop]``."""

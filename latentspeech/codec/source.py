@@ -28,18 +28,12 @@ def _to_samples(x: torch.Tensor, hop: int) -> torch.Tensor:
     return F.interpolate(x[:, None].float(), scale_factor=hop, mode="linear", align_corners=False)[:, 0]
 
 
-def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop: int, sample_rate: int,
-                        phase0: torch.Tensor | None = None) -> torch.Tensor:
-    """Band-limited pulse train following ``f0 [B, L]`` (Hz), scaled by ``voiced [B, L]``.
-
-    ``phase0 [B]`` (radians) offsets each example's starting phase (default 0).
-    """
+def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop: int, sample_rate: int) -> torch.Tensor:
+    """Band-limited pulse train following ``f0 [B, L]`` (Hz), scaled by ``voiced [B, L]``; phase 0 at the start."""
     f0_s = _to_samples(f0.clamp(min=1.0), hop)
     gate = _to_samples(voiced, hop).clamp(0.0, 1.0)
     # phase accumulates in float64: float32 drifts audibly over tens of seconds of samples
     phase = torch.cumsum(f0_s.double() * (2 * math.pi / sample_rate), dim=-1)
-    if phase0 is not None:
-        phase = phase + phase0.double()[:, None]
     phase = torch.remainder(phase, 2 * math.pi).float()
     k = (torch.ceil(0.5 * sample_rate / f0_s) - 1).clamp(min=1.0)  # harmonics strictly below Nyquist
     half = torch.sin(0.5 * phase)

@@ -318,7 +318,8 @@ def freeze_codec_parts(codec, init: InitConfig) -> None:
 @torch.no_grad()
 def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, seed: int = 0) -> dict:
     """Copy ``init.from_model``'s encoder + decoder into ``codec``; k-means its RVQ codebooks on
-    ``dataset`` crops. Returns a summary (copied tensors, codebook fit) for the log."""
+    ``dataset`` crops. Returns a summary (copied tensors, codebook fit) for the log. Freezing the
+    copied parts is :func:`freeze_codec_parts`' job (``train_codec`` calls it on every start)."""
     from ..checkpoint import load_state_dict_strict
     from ..codec.bottleneck import ResidualVQ
     from ..codec.model import load_codec
@@ -338,7 +339,6 @@ def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, 
             "dropped_tensors": sorted(k for k in theirs if k not in own)}
     if init.freeze_encoder:  # same encoder, same latents: keep the source's latent statistics
         codec.set_latent_stats(src.latent_mean, src.latent_std)
-    freeze_codec_parts(codec, init)
     if init.keep_bottleneck:
         return info
     if isinstance(codec.bottleneck, ResidualVQ) and dataset is not None and init.codebook_batches > 0:

@@ -35,12 +35,14 @@ CONFIG = "config.yaml"
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
-#: Bundled model names → folder under ``latentspeech/assets``. Each TTS model dir carries its own
-#: codec in ``codec/``; the codec names point there, so no weights are shipped twice.
+#: Bundled model names → folder under ``latentspeech/assets``. Each TTS model dir carries the codec
+#: it was trained with in ``codec/`` (``codec-rvq-demo`` points there); ``codec-demo`` is the
+#: standalone σ-VAE codec of ``latentspeech codec`` (and of LMs trained next), a later fine-tune
+#: than the one nested in ``latentlm-demo`` (RESULTS.md, session 8).
 BUNDLED = {
     "latentlm-demo": "latentlm-demo",
     "valle-demo": "valle-demo",
-    "codec-demo": "latentlm-demo/codec",
+    "codec-demo": "codec-demo",
     "codec-rvq-demo": "valle-demo/codec",
 }
 DEFAULT_MODEL = "latentlm-demo"

@@ -304,3 +304,38 @@ def test_harmonic_config_validation():
     cfg.decoder.f0_range = [60.0, 9000.0]
     with pytest.raises(ConfigError, match="f0_range"):
         cfg.validate()
+
+
+def test_joint_fine_tune_config():
+    """conf/codec_joint.yaml (the bundled codec-demo) trains encoder and harmonic decoder together on the
+    demo trunk: same shapes as the decoder-only fine-tune it starts from, so --init-from copies every tensor."""
+    from pathlib import Path
+
+    from latentspeech.config import load_config
+    from latentspeech.train.codec import CodecTrainConfig
+
+    conf = Path(__file__).resolve().parent.parent / "egs/demo/tts1/conf"
+    joint = load_config(conf / "codec_joint.yaml", CodecTrainConfig)
+    harmonic = load_config(conf / "codec_harmonic.yaml", CodecTrainConfig)
+    assert joint.model == harmonic.model and joint.model.decoder.source == "harmonic"
+    assert not joint.init.freeze_encoder and harmonic.init.freeze_encoder
+    assert joint.trainer.stats_batches > 0  # a trained encoder: fresh latent statistics at export
+
+
+@pytest.mark.parametrize("name", ["codec-demo", "codec-rvq-demo"])
+def test_bundled_codecs_round_trip(name):
+    """The shipped codecs load by name (safetensors + YAML) and keep the frame contract on real audio."""
+    from latentspeech.audio import load_audio
+    from latentspeech.checkpoint import WEIGHTS, bundled_path
+    from latentspeech.cli.synthesize import demo_prompt
+
+    if not (bundled_path(name) / WEIGHTS).is_file() or demo_prompt() is None:
+        pytest.skip(f"{name} is not bundled")
+    codec = load_codec(name)
+    wav = load_audio(demo_prompt(), codec.sample_rate)
+    x = torch.from_numpy(wav[: 2 * codec.sample_rate])[None]
+    z = codec.encode(x)
+    assert z.shape == (1, codec.latent_dim, codec.num_frames(x.shape[1])) and torch.isfinite(z).all()
+    y = codec.decode(z)
+    assert y.shape == (1, z.shape[-1] * codec.hop_length) and torch.isfinite(y).all()
+    assert 0.1 < y.std() / x.std() < 10  # speech level in, speech level out

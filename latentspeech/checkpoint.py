@@ -36,13 +36,12 @@ CONFIG = "config.yaml"
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 #: Bundled model names → folder under ``latentspeech/assets``. Each TTS model dir carries the codec
-#: it was trained with in ``codec/`` (``codec-rvq-demo`` points there); ``codec-demo`` is the
-#: standalone σ-VAE codec of ``latentspeech codec`` (and of LMs trained next), a later fine-tune
-#: than the one nested in ``latentlm-demo`` (RESULTS.md, session 8).
+#: it was trained with in ``codec/``: ``codec-demo`` (the σ-VAE codec, default of ``latentspeech codec``
+#: and of LM training) is the one of ``latentlm-demo``, ``codec-rvq-demo`` the one of ``valle-demo``.
 BUNDLED = {
     "latentlm-demo": "latentlm-demo",
     "valle-demo": "valle-demo",
-    "codec-demo": "codec-demo",
+    "codec-demo": "latentlm-demo/codec",
     "codec-rvq-demo": "valle-demo/codec",
 }
 DEFAULT_MODEL = "latentlm-demo"

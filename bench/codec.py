@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "librispeech_voices"
+DEFAULT_DATA = Path(os.environ.get("LATENTSPEECH_SHARED", REPO.parent / "shared")) / "data" / "librispeech_voices"
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -27,7 +27,7 @@ from latentspeech.data.synthetic import (
 from latentspeech.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("LATENTSPEECH_SHARED", ROOT.parent / "shared")) / "data"
 needs_engines = pytest.mark.skipif(
     not all(shutil.which(p) for p in ("espeak-ng", "flite", "sox")), reason="espeak-ng, flite and sox are needed"
 )

@@ -440,8 +440,10 @@ def test_pairs_summary_and_packaging(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_smoke_run(tmp_path):
-    """`egs/demo/tts1/run.sh --smoke true` through every stage whose command exists (all of them, once landed)."""
+def test_demo_smoke_run(tmp_path, shared_dir):
+    """`egs/demo/tts1/run.sh --smoke true` through every stage whose command exists (all of them, once landed).
+
+    The corpus is built from the shared texts and voices (skipped without them, like the other shared-data tests)."""
     if not (DEMO / "local" / "data.sh").is_file():
         pytest.skip("egs/demo/tts1/local/data.sh not written yet")
     dirs = ["--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),

@@ -55,7 +55,8 @@ from latentspeech.data.synthetic import (  # noqa: E402
 from latentspeech.errors import ConfigError, DataDirError, LatentSpeechError  # noqa: E402
 
 log = logging.getLogger("make_demo_corpus")
-SHARED = ROOT.parent / "shared" / "data"
+#: the project's shared data (../shared next to the checkout; LATENTSPEECH_SHARED overrides, as in tests/)
+SHARED = Path(os.environ.get("LATENTSPEECH_SHARED", ROOT.parent / "shared")) / "data"
 
 
 @dataclass

@@ -58,7 +58,7 @@ def main() -> int:
         sys.exit("lm_teacher_forced.py: the model is not in pointer mode (no per-phone durations to force)")
     codec = load_codec(md.path / "codec")
     cfg = model.cfg
-    vocab = PhoneVocab()
+    vocab = PhoneVocab.from_dict(md.meta.get("phone_vocab"))  # the model's own phone inventory
     src = LMSource.from_dirs(args.data, args.latents, vocab, durations=True)
     ds = LMDataset([src], cfg.frame_rate, (2.0, 4.0), max_frames=10**9, single_utt_prompt="self_crop", seed=args.seed)
     text = dict(line.rstrip("\n").split(" ", 1) for line in open(Path(args.data) / "text", encoding="utf-8"))

@@ -291,3 +291,35 @@ def test_train_exports_and_resumes(data_on_disk, tmp_path, one_thread):
     assert md2.meta["train_steps"] == 5
     logs = list((out / "logs").rglob("metrics.csv"))
     assert logs and "train/diff" in logs[0].read_text().splitlines()[0]
+
+
+def test_train_init_from_starts_at_the_given_weights(data_on_disk, tmp_path, one_thread):
+    """``init_from``: the run starts from a trained model's weights (lr 0 keeps them), and a model of
+    another shape is refused in one line."""
+    import dataclasses
+
+    from latentspeech.checkpoint import CheckpointError
+    from latentspeech.config import from_dict
+    from latentspeech.train.latentlm import LatentLMTrainConfig, load_latentlm, train_latentlm
+
+    raw = {
+        "model": {"transformer": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 256}, "head_blocks": 1},
+        "data": {"prompt_seconds": [0.2, 0.4], "max_tokens": 400, "max_batch_size": 4},
+        "optim": {"warmup_steps": 1, "lr": 1e-3},
+        "trainer": {"accelerator": "cpu", "ckpt_every_steps": 0, "log_every_steps": 1, "seed": 1},
+    }
+    data, dump = data_on_disk
+    base = train_latentlm(from_dict(LatentLMTrainConfig, raw), [(str(data), str(dump))], tmp_path / "a",
+                          max_steps=3, progress=False)
+    cfg = from_dict(LatentLMTrainConfig, {**raw, "optim": {"warmup_steps": 1, "lr": 0.0}, "init_from": str(base)})
+    cfg.trainer.seed = 2  # another random init: only init_from can make the weights equal
+    tuned = train_latentlm(cfg, [(str(data), str(dump))], tmp_path / "b", max_steps=1, progress=False)
+    a, _ = load_latentlm(base)
+    b, md = load_latentlm(tuned)
+    assert md.meta["init_from"] == str(base)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    wider = dataclasses.replace(cfg, model=from_dict(type(cfg.model), {**raw["model"], "transformer": {
+        "dim": 48, "n_layers": 1, "n_heads": 2, "max_seq_len": 256}}))
+    with pytest.raises(CheckpointError, match="init_from .* does not match the model config"):
+        train_latentlm(wider, [(str(data), str(dump))], tmp_path / "c", max_steps=1, progress=False)

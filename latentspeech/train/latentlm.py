@@ -12,6 +12,10 @@
 * Resumable: Lightning checkpoints in ``OUT/checkpoints/`` (``last.ckpt``; our own files);
   ``resume=True`` continues from ``last.ckpt``. Multi-GPU: ``trainer.devices``/``strategy``
   (the batch sampler shards batches per rank itself).
+* Fine-tuning (``init_from``: a LatentLM model dir or bundled name): the run starts from that
+  model's weights instead of a random init, with a fresh optimizer and schedule (e.g. to continue a
+  shipped model for more steps at a lower learning rate). Its tensors must match the configured
+  model exactly; a mismatch is a one-line error.
 * Guidance distillation (``distill.steps`` > 0, :mod:`.distill`): after training (also when a
   finished run is resumed), a head-only fine-tune folds CFG at ``distill.scale`` into the head; the
   exported model then records ``guidance_distilled`` and recommends ``cfg`` 1.
@@ -38,7 +42,7 @@ from ..lm.latentlm import LatentLM, LatentLMConfig
 from .distill import DistillConfig, distill_guidance
 
 __all__ = ["LatentLMTrainConfig", "DataConfig", "OptimConfig", "TrainerConfig", "LatentLMModule",
-           "LatentLMDataModule", "train_latentlm", "export_latentlm", "load_latentlm", "KIND"]
+           "LatentLMDataModule", "train_latentlm", "init_latentlm_from", "export_latentlm", "load_latentlm", "KIND"]
 
 KIND = "latentlm"
 
@@ -107,6 +111,7 @@ class LatentLMTrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)  # steps > 0: guidance distillation after training
+    init_from: str | None = None  # a LatentLM model dir / bundled name whose weights start the run (fine-tune)
 
     def validate(self) -> None:
         self.data.validate()
@@ -259,6 +264,20 @@ def load_latentlm(name_or_dir=None, device=None):
     return model.eval().to(device or "cpu"), md
 
 
+def init_latentlm_from(model: LatentLM, name_or_dir: str) -> Path:
+    """Copy the weights of a trained LatentLM (model dir or bundled name) into ``model``.
+
+    Every tensor must exist with the same shape (one-line :class:`CheckpointError` otherwise); the
+    length guards and other non-weight settings stay those of ``model``'s config.
+    """
+    from ..checkpoint import load_state_dict_strict
+
+    md = load_model_dir(name_or_dir, kind=KIND)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in md.state_dict.items()}
+    load_state_dict_strict(model, state, where=f"init_from {md.path}")
+    return md.path
+
+
 def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], out_dir: str | Path,
                    valid: Sequence[tuple[str, str]] = (), codec: str | None = None, max_steps: int | None = None,
                    resume: bool = False, vocab=None, sources=None, valid_sources=None, progress: bool = True) -> Path:
@@ -313,6 +332,9 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     ocfg = dataclasses.replace(cfg.optim, max_steps=total)
     pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     module = LatentLMModule(to_dict(mcfg), to_dict(ocfg))
+    init_path = None
+    if cfg.init_from and not (resume and (out_dir / "checkpoints" / "last.ckpt").is_file()):
+        init_path = init_latentlm_from(module.model, cfg.init_from)
     codec_dir = None
     codec_name = codec or meta_src.get("codec")
     if codec_name:
@@ -322,6 +344,8 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
             "train_utterances": len(train_ds), "train_speakers": train_ds.speakers(),
             "train_sets": [s.name for s in sources], "parameters": module.model.num_parameters(),
             "inference": dataclasses.asdict(cfg.inference)}
+    if cfg.init_from:
+        meta["init_from"] = str(init_path or cfg.init_from)
     tc = cfg.trainer
     ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, every_n_train_steps=tc.ckpt_every_steps,
                            save_top_k=1, monitor=None)

@@ -332,9 +332,8 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     ocfg = dataclasses.replace(cfg.optim, max_steps=total)
     pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     module = LatentLMModule(to_dict(mcfg), to_dict(ocfg))
-    init_path = None
     if cfg.init_from and not (resume and (out_dir / "checkpoints" / "last.ckpt").is_file()):
-        init_path = init_latentlm_from(module.model, cfg.init_from)
+        init_latentlm_from(module.model, cfg.init_from)
     codec_dir = None
     codec_name = codec or meta_src.get("codec")
     if codec_name:
@@ -345,7 +344,7 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
             "train_sets": [s.name for s in sources], "parameters": module.model.num_parameters(),
             "inference": dataclasses.asdict(cfg.inference)}
     if cfg.init_from:
-        meta["init_from"] = str(init_path or cfg.init_from)
+        meta["init_from"] = cfg.init_from  # as written (a bundled name stays a name, not this machine's path)
     tc = cfg.trainer
     ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, every_n_train_steps=tc.ckpt_every_steps,
                            save_top_k=1, monitor=None)

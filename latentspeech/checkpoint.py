@@ -67,6 +67,12 @@ class ModelDir:
     state_dict: dict[str, torch.Tensor]
     meta: dict = field(default_factory=dict)
 
+    def load_into(self, module: torch.nn.Module, where: str | None = None) -> None:
+        """Copy these weights into ``module`` (float tensors as float32: packages may be fp16), strictly:
+        a missing, unexpected or reshaped tensor is a one-line :class:`CheckpointError` naming ``where``."""
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in self.state_dict.items()}
+        load_state_dict_strict(module, state, where=where or str(self.path))
+
 
 def bundled_path(name: str) -> Path:
     return ASSETS / BUNDLED[name]

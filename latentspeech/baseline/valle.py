@@ -589,7 +589,7 @@ def load_valle(name_or_dir: str | os.PathLike | None = "valle-demo", device: str
     The model comes back in eval mode, float32, on ``device``; ``codec`` from the ``codec/``
     subfolder (``CheckpointError`` if it is missing or not an RVQ codec matching the model).
     """
-    from ..checkpoint import load_model_dir, load_state_dict_strict
+    from ..checkpoint import load_model_dir
     from ..config import from_dict
 
     md = load_model_dir(name_or_dir if name_or_dir is not None else "valle-demo", kind=KIND)
@@ -598,8 +598,7 @@ def load_valle(name_or_dir: str | os.PathLike | None = "valle-demo", device: str
     except ConfigError as e:
         raise CheckpointError(f"{md.path}: bad VALL-E config: {e}") from None
     model = VALLE(cfg)
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in md.state_dict.items()}
-    load_state_dict_strict(model, state, where=str(md.path))
+    md.load_into(model)
     model = model.eval().to(device or "cpu")
     vocab = None
     if "phone_vocab" in md.meta:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_model_dir, load_state_dict_strict, save_model_dir
+from ..checkpoint import load_model_dir, save_model_dir
 from ..config import from_dict, to_dict
 from ..errors import AudioError, CheckpointError, ConfigError
 from .bottleneck import BottleneckOutput, build_bottleneck
@@ -197,6 +197,5 @@ def load_codec(name_or_dir: str | os.PathLike | None = None, device: str | torch
     except ConfigError as e:
         raise CheckpointError(f"{md.path}: bad codec config: {e}") from None
     codec = AudioCodec(cfg)
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in md.state_dict.items()}
-    load_state_dict_strict(codec, state, where=str(md.path))
+    md.load_into(codec)
     return codec.eval().to(device or "cpu")

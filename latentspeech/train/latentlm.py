@@ -249,7 +249,6 @@ def export_latentlm(model: LatentLM, out: str | Path, codec_dir: str | Path | No
 
 def load_latentlm(name_or_dir=None, device=None):
     """(LatentLM in eval mode, ModelDir) from a model dir or bundled name (default ``latentlm-demo``)."""
-    from ..checkpoint import load_state_dict_strict
     from ..config import from_dict
     from ..errors import CheckpointError
 
@@ -259,8 +258,7 @@ def load_latentlm(name_or_dir=None, device=None):
     except ConfigError as e:
         raise CheckpointError(f"{md.path}: bad latentlm config: {e}") from None
     model = LatentLM(cfg)
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in md.state_dict.items()}
-    load_state_dict_strict(model, state, where=str(md.path))
+    md.load_into(model)
     return model.eval().to(device or "cpu"), md
 
 
@@ -270,11 +268,8 @@ def init_latentlm_from(model: LatentLM, name_or_dir: str) -> Path:
     Every tensor must exist with the same shape (one-line :class:`CheckpointError` otherwise); the
     length guards and other non-weight settings stay those of ``model``'s config.
     """
-    from ..checkpoint import load_state_dict_strict
-
     md = load_model_dir(name_or_dir, kind=KIND)
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in md.state_dict.items()}
-    load_state_dict_strict(model, state, where=f"init_from {md.path}")
+    md.load_into(model, where=f"init_from {md.path}")
     return md.path
 
 

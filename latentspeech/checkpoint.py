@@ -70,7 +70,7 @@ class ModelDir:
     def load_into(self, module: torch.nn.Module, where: str | None = None) -> None:
         """Copy these weights into ``module`` (float tensors as float32: packages may be fp16), strictly:
         a missing, unexpected or reshaped tensor is a one-line :class:`CheckpointError` naming ``where``."""
-        state = {k: (v.float() if v.is_floating_point() else v) for k, v in self.state_dict.items()}
+        state = cast_floating(self.state_dict, torch.float32)
         load_state_dict_strict(module, state, where=where or str(self.path))
 
 
@@ -100,6 +100,13 @@ def resolve_model(name_or_dir: str | os.PathLike | None, default: str = DEFAULT_
     return path
 
 
+def cast_floating(state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """``state_dict`` with its floating-point tensors in ``dtype`` (unchanged when ``dtype`` is None)."""
+    if dtype is None:
+        return dict(state_dict)
+    return {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
+
+
 def save_model_dir(
     path: str | os.PathLike,
     state_dict: dict[str, torch.Tensor],
@@ -107,15 +114,19 @@ def save_model_dir(
     config: dict,
     meta: dict | None = None,
     card: str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write weights + config (+ model card) into ``path`` atomically (a temp dir, then rename)."""
+    """Write weights + config (+ model card) into ``path`` atomically (a temp dir, then rename).
+
+    ``dtype`` (e.g. ``torch.float16``) casts the floating-point tensors on the way out; integer buffers are kept.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in cast_floating(state_dict, dtype).items()}
         save_file(tensors, str(tmp / WEIGHTS), metadata={"kind": kind, "format_version": str(FORMAT_VERSION)})
         save_yaml(
             {

@@ -75,6 +75,20 @@ def test_model_dir_roundtrip(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+def test_model_dir_fp16_export_and_float32_load(tmp_path):
+    """``dtype=float16`` halves float tensors only (integer buffers kept); ``load_into`` restores float32."""
+    model = torch.nn.BatchNorm1d(3)
+    model.running_mean.copy_(torch.tensor([0.5, -1.25, 2.0]))
+    save_model_dir(tmp_path / "m", model.state_dict(), "codec", {}, dtype=torch.float16)
+    md = load_model_dir(tmp_path / "m")
+    assert md.state_dict["running_mean"].dtype == torch.float16
+    assert md.state_dict["num_batches_tracked"].dtype == torch.int64
+    other = torch.nn.BatchNorm1d(3)
+    md.load_into(other)
+    assert other.running_mean.dtype == torch.float32
+    assert other.running_mean.tolist() == [0.5, -1.25, 2.0]
+
+
 def test_model_dir_errors(tmp_path):
     model = torch.nn.Linear(3, 2)
     save_model_dir(tmp_path / "m", model.state_dict(), "codec", {})

@@ -573,8 +573,7 @@ def save_valle(model: VALLE, path: str | os.PathLike, codec=None, vocab=None, me
     info["parameters"] = model.num_parameters()
     if vocab is not None:
         info["phone_vocab"] = vocab.to_dict()
-    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    path = save_model_dir(path, state, KIND, to_dict(model.cfg), info, card=card)
+    path = save_model_dir(path, model.state_dict(), KIND, to_dict(model.cfg), info, card=card, dtype=dtype)
     if codec is not None:
         from ..codec import save_codec
 

@@ -175,7 +175,6 @@ def save_codec(codec: AudioCodec, path: str | os.PathLike, meta: dict | None = N
 
     The latent statistics travel both as buffers in the weights and, readable, in ``meta``.
     """
-    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in codec.state_dict().items()}
     info = dict(meta or {})
     info.update(
         sample_rate=codec.sample_rate,
@@ -186,7 +185,7 @@ def save_codec(codec: AudioCodec, path: str | os.PathLike, meta: dict | None = N
         latent_std=[round(float(v), 6) for v in codec.latent_std],
         parameters=sum(p.numel() for p in codec.parameters()),
     )
-    return save_model_dir(path, state, KIND, to_dict(codec.cfg), info, card=card)
+    return save_model_dir(path, codec.state_dict(), KIND, to_dict(codec.cfg), info, card=card, dtype=dtype)
 
 
 def load_codec(name_or_dir: str | os.PathLike | None = None, device: str | torch.device | None = None) -> AudioCodec:

@@ -240,8 +240,7 @@ class _Exporter(_lightning().Callback):
 def export_latentlm(model: LatentLM, out: str | Path, codec_dir: str | Path | None, meta: dict,
                     dtype: torch.dtype = torch.float32) -> Path:
     """Write a self-contained LatentLM model dir (weights, config, meta, ``codec/`` copy)."""
-    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    out = save_model_dir(out, state, KIND, to_dict(model.cfg), meta)
+    out = save_model_dir(out, model.state_dict(), KIND, to_dict(model.cfg), meta, dtype=dtype)
     if codec_dir is not None:
         shutil.copytree(codec_dir, out / "codec", dirs_exist_ok=True)
     return out

@@ -95,9 +95,10 @@ def cast_weights(path: Path, dtype: str) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    want = getattr(torch, dtype)
-    state = load_file(str(path))
-    save_file({k: (v.to(want) if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(path))
+    from latentspeech.checkpoint import cast_floating
+
+    state = cast_floating(load_file(str(path)), getattr(torch, dtype))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
 
 
 def package(name: str, src: Path, out_root: Path, train_data: str | None, results: dict[str, str],

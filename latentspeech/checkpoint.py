@@ -100,6 +100,17 @@ def resolve_model(name_or_dir: str | os.PathLike | None, default: str = DEFAULT_
     return path
 
 
+def _umask_permissions(folder: Path) -> None:
+    """Give ``folder`` and its files the permissions of a plain ``mkdir``/``open`` (``mkdtemp`` makes the folder
+    private and safetensors writes 0600), so that a saved model is readable where the user's umask allows."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for f in folder.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o666 & ~umask)
+
+
 def cast_floating(state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """``state_dict`` with its floating-point tensors in ``dtype`` (unchanged when ``dtype`` is None)."""
     if dtype is None:
@@ -140,6 +151,7 @@ def save_model_dir(
         )
         if card:
             (tmp / "README.md").write_text(card, encoding="utf-8")
+        _umask_permissions(tmp)
         if path.exists():
             old = path.with_name(path.name + ".old")
             shutil.rmtree(old, ignore_errors=True)

@@ -1,3 +1,4 @@
+import os
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -73,6 +74,11 @@ def test_model_dir_roundtrip(tmp_path):
     save_model_dir(tmp_path / "m", model.state_dict(), "codec", {"dim": 4})
     assert load_model_dir(tmp_path / "m").config == {"dim": 4}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    # Permissions are those of a plain mkdir/open under the user's umask (not mkdtemp's private 0700).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (tmp_path / "m" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_model_dir_fp16_export_and_float32_load(tmp_path):

@@ -100,15 +100,20 @@ def resolve_model(name_or_dir: str | os.PathLike | None, default: str = DEFAULT_
     return path
 
 
-def _umask_permissions(folder: Path) -> None:
-    """Give ``folder`` and its files the permissions of a plain ``mkdir``/``open`` (``mkdtemp`` makes the folder
-    private and safetensors writes 0600), so that a saved model is readable where the user's umask allows."""
+def umask_permissions(path: Path) -> None:
+    """Give ``path`` (a file, or a folder and the files in it) the permissions of a plain ``open``/``mkdir``
+    (``mkdtemp`` makes a folder private and ``safetensors`` writes 0600), so that a saved model is readable
+    where the user's umask allows."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for f in folder.iterdir():
-        if f.is_file():
-            os.chmod(f, 0o666 & ~umask)
+    path = Path(path)
+    if path.is_dir():
+        os.chmod(path, 0o777 & ~umask)
+        files = [f for f in path.iterdir() if f.is_file()]
+    else:
+        files = [path]
+    for f in files:
+        os.chmod(f, 0o666 & ~umask)
 
 
 def cast_floating(state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
@@ -151,7 +156,7 @@ def save_model_dir(
         )
         if card:
             (tmp / "README.md").write_text(card, encoding="utf-8")
-        _umask_permissions(tmp)
+        umask_permissions(tmp)
         if path.exists():
             old = path.with_name(path.name + ".old")
             shutil.rmtree(old, ignore_errors=True)

@@ -437,6 +437,9 @@ def test_pairs_summary_and_packaging(tmp_path):
     half = load_file(str(tmp_path / "half" / "m" / "model.safetensors"))
     assert half["w"].dtype == torch.float16 and half["n"].dtype == torch.int64 and half["w"].tolist() == [1.0, 1.0]
     assert load_file(str(tmp_path / "half" / "m" / "codec" / "model.safetensors"))["w"].dtype == torch.float16
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "half" / "m" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 @pytest.mark.slow

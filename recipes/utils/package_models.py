@@ -95,10 +95,11 @@ def cast_weights(path: Path, dtype: str) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from latentspeech.checkpoint import cast_floating
+    from latentspeech.checkpoint import cast_floating, umask_permissions
 
     state = cast_floating(load_file(str(path)), getattr(torch, dtype))
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    umask_permissions(path)  # save_file creates the file 0600
 
 
 def package(name: str, src: Path, out_root: Path, train_data: str | None, results: dict[str, str],

@@ -172,6 +172,67 @@ def test_inference_fast_path_matches_the_plain_forward(modulation):
         assert torch.allclose(head.denoiser(h)(x, t), head.train()(x, t, h), atol=1e-6)
 
 
+def _traced_keys(head):
+    return [k for k, v in head._inference_memo().items() if isinstance(k, tuple) and k[0] == "traced" and v]
+
+
+@pytest.mark.parametrize("modulation,cfg,method", [("separable", 1.0, "dpm++"), ("separable", 3.0, "dpm++"),
+                                                   ("joint", 1.0, "ddim"), ("joint", 2.0, "dpm++")])
+def test_head_sample_traced_loop_gives_the_eager_numbers(modulation, cfg, method):
+    """DiffusionHead.sample traces its sampler loop on the first call (which runs eagerly) and runs the
+    graph afterwards: the same latents, bit for bit, as the eager loop from the same generator."""
+    import latentspeech.lm.diffusion as diffusion
+
+    head = _head(modulation=modulation)
+    for p in head.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    head.eval()
+    h, hu = torch.randn(3, 10), torch.randn(3, 10)
+    uncond = hu if cfg != 1.0 else None
+
+    def draw(seed):
+        return head.sample(h, uncond, cfg, steps=6, method=method, temperature=0.8,
+                           generator=torch.Generator().manual_seed(seed))
+
+    first, traced = draw(0), draw(1)
+    assert len(_traced_keys(head)) == 1 and all(p.requires_grad for p in head.parameters())
+    again = draw(1)
+    diffusion.TRACE_SAMPLER = False
+    try:
+        eager = draw(1)
+        assert torch.equal(draw(0), first)
+    finally:
+        diffusion.TRACE_SAMPLER = True
+    assert torch.equal(traced, eager) and torch.equal(again, eager) and not torch.equal(first, traced)
+    with torch.no_grad():  # a weight change drops the graph with the other inference tensors
+        head.final.linear.bias.add_(0.5)
+    assert not _traced_keys(head)
+    changed = draw(1)
+    assert not torch.equal(changed, eager)
+    assert torch.equal(draw(1), changed) and len(_traced_keys(head)) == 1
+
+
+def test_head_sample_stays_eager_where_a_trace_would_be_wrong(monkeypatch):
+    """Training mode and the stochastic ``ddpm`` sampler never trace; a failed trace falls back to the
+    eager loop (and leaves the weights trainable)."""
+    head = _head(modulation="separable")
+    h = torch.randn(2, 10)
+    head.train()
+    head.sample(h, steps=3), head.sample(h, steps=3)
+    head.eval()
+    a = head.sample(h, steps=3, method="ddpm", generator=torch.Generator().manual_seed(0))
+    b = head.sample(h, steps=3, method="ddpm", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and not _traced_keys(head)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no tracing here")
+
+    monkeypatch.setattr(torch.jit, "trace", broken)
+    x = [head.sample(h, steps=3, generator=torch.Generator().manual_seed(0)) for _ in range(3)]
+    assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2]) and not _traced_keys(head)
+    assert all(p.requires_grad for p in head.parameters())
+
+
 def test_separable_modulation_splits_state_and_timestep():
     """Separable: each modulation is Linear(SiLU(c_h)) + Linear(SiLU(c_t)); joint: Linear(SiLU(c_h + c_t))."""
     head = _head(modulation="separable")

@@ -5,7 +5,8 @@ denoises the *next* latent frame (LatentLM, arXiv 2412.08635; MAR, arXiv 2406.11
 
     head = DiffusionHead(DiffusionHeadConfig(latent_dim=32, cond_dim=256, width=256))
     loss = diffusion_loss(head, x0, h, batch_mul=4)                    # training, per position
-    x = sample(head_fn, (N, 32), steps=10, method="dpm++")             # inference
+    x = sample(head_fn, (N, 32), steps=10, method="dpm++")             # inference, any model_fn
+    x = head.sample(h, steps=10, temperature=0.7)                      # inference of the head (traced loop)
 
 Schedule
     Discrete DDPM with ``num_steps`` = 1000 and the cosine ᾱ of Nichol & Dhariwal (s = 0.008,
@@ -293,6 +294,42 @@ class DiffusionHead(nn.Module):
         return lambda x_t, t: self._denoise_fused(
             x_t, F.linear(F.silu(ch + self.time_embedding(t, memo)), fused["ada_w"], fused["ada_b"]), fused)
 
+    @torch.no_grad()
+    def sample(self, h_cond: torch.Tensor, h_uncond: torch.Tensor | None = None, scale: float = 1.0, *,
+               steps: int = 10, method: str = "dpm++", temperature: float = 1.0,
+               generator: torch.Generator | None = None, spacing: str = "logsnr") -> torch.Tensor:
+        """One latent per row of ``h_cond`` [N, C]: :func:`sample` of :func:`guided` (CFG at ``scale``
+        against ``h_uncond``), drawn at ``temperature``.
+
+        At inference (eval mode) with a deterministic sampler (``dpm++``, ``ddim``) the whole sampler
+        loop runs as one traced graph (``torch.jit.trace``), made on the first call of each shape and
+        setting and kept with the weights' other inference tensors (so a weight change drops it): the
+        same operations on the same numbers, without the Python and dispatch overhead of a few hundred
+        tiny ops per frame (about half the sampling time of the demo head, RESULTS.md "Session 16").
+        ``TRACE_SAMPLER = False`` (this module) or a failed trace keeps the eager loop."""
+        n, d = h_cond.shape[0], self.cfg.latent_dim
+        x_T = torch.randn((n, d), generator=generator, device=h_cond.device, dtype=h_cond.dtype) * temperature
+        guided_rows = h_uncond is not None and scale != 1.0
+        args = (x_T, h_cond, h_uncond) if guided_rows else (x_T, h_cond)
+
+        def loop(x, h_c, h_u=None):
+            return sample(guided(self, h_c, h_u, scale), (n, d), self.schedule, self.cfg.prediction, steps=steps,
+                          method=method, x_T=x, spacing=spacing, generator=generator, temperature=temperature)
+
+        if not TRACE_SAMPLER or self.training or method == "ddpm":  # ddpm draws noise inside the loop
+            return loop(*args)
+        memo = self._inference_memo()
+        key = ("traced", n, guided_rows, float(scale), steps, method, spacing, h_cond.dtype, h_cond.device)
+        graph = memo.get(key)
+        if graph is None:  # this call runs eagerly, which also fills the memo the trace then reads as constants
+            out = loop(*args)
+            memo[key] = _trace(loop, args, self.parameters()) or False
+            return out
+        if not graph:
+            return loop(*args)
+        with torch.jit.optimized_execution(False):  # the graph as traced: the executor's profiling runs and
+            return graph(*args)                      # passes cost more than they save on graphs this small
+
     def _inference_memo(self) -> dict:
         """Tensors derived from the weights for inference (timestep embeddings, fused weights); a
         fresh dict whenever a weight changed in place (optimiser step, load_state_dict) or moved."""
@@ -353,6 +390,30 @@ class DiffusionHead(nn.Module):
             a, b = F.linear(y, w13, b13).chunk(2, dim=-1)
             x = torch.addcmul(x, m[3 * i + 2], F.linear(F.silu(a) * b, w2, b2))
         return F.linear(torch.addcmul(m[-2], F.normalize(x, dim=-1, eps=eps), m[-1]), *fused["out"])
+
+
+#: trace DiffusionHead.sample's loop at inference (False: always the eager loop, e.g. to profile it)
+TRACE_SAMPLER = True
+
+
+def _trace(fn: Callable, args: tuple, params) -> Callable | None:
+    """``torch.jit.trace(fn, args)`` with ``params`` (the weights ``fn`` reads) taken in as constants of
+    the graph, or None where tracing is unavailable or fails. Its warnings are expected here: the Python
+    floats and timestep branches of the sampler become constants too."""
+    import warnings
+
+    params = [p for p in params if p.requires_grad]
+    try:
+        for p in params:  # a tensor that requires grad cannot be a graph constant
+            p.requires_grad_(False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.trace(fn, args, check_trace=False)
+    except Exception:  # noqa: BLE001 (an optimisation only: the eager loop is always right)
+        return None
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def diffusion_loss(head: DiffusionHead, x0: torch.Tensor, h: torch.Tensor, batch_mul: int | None = None,

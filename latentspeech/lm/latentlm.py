@@ -66,7 +66,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .diffusion import DiffusionHead, DiffusionHeadConfig, diffusion_loss, guided, sample
+from .diffusion import DiffusionHead, DiffusionHeadConfig, diffusion_loss
 from .transformer import Transformer, TransformerConfig
 
 __all__ = ["LatentLMConfig", "LatentLM", "LMBatch", "GenerationOutput", "default_frames_per_phone",
@@ -756,9 +756,8 @@ class LatentLM(nn.Module):
             if self.pointer:  # the phones of the frames to sample
                 c_now = torch.cat([c_pad[rows_b, q] for q in ptrs], -1)
                 h_c = h_c + self.aligned_cond(c_now)
-            z = sample(guided(self.head, h_c, h_u, cfg_scale), (B, D), self.head.schedule,
-                       cfg.prediction, steps=steps, method=method, temperature=temperature,
-                       generator=generator, device=dev)
+            z = self.head.sample(h_c, h_u, cfg_scale, steps=steps, method=method, temperature=temperature,
+                                 generator=generator)
             evals += steps
             out[:, j] = torch.where(active[:, None], z, out[:, j])
             lengths += active.long()

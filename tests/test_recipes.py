@@ -550,6 +550,29 @@ def test_decode_eval_package_stages_with_stand_ins(tmp_path):
     assert (tmp_path / "stub.log").read_text().splitlines() == calls
 
 
+def test_decode_list_sets_the_threads_of_each_job(tmp_path):
+    """Stage 7's jobs run side by side: decode_list.py gives torch --threads (default 1) before loading a
+    model, as `latentspeech synthesize` does (two 2-thread jobs on 2 cores ran 50-100x slower)."""
+    lst = tmp_path / "list"
+    lst.write_text("utt_id\tprompt\ttext\nu1\tp.wav\thello\n")
+    res = sh(["python3", str(UTILS / "decode_list.py"), "--threads", "-1", "--model", str(tmp_path / "none"),
+              str(lst), str(tmp_path / "wav")], tmp_path, env=_env(tmp_path))
+    assert res.returncode != 0 and "--threads must be >= 0, got -1" in res.stderr
+    import torch
+
+    before = torch.get_num_threads()
+    sys.path.insert(0, str(UTILS))
+    try:
+        import decode_list
+
+        with pytest.raises(Exception) as err:  # the threads are set, then the missing model fails
+            decode_list.main(["--threads", "1", "--model", str(tmp_path / "none"), str(lst), str(tmp_path / "wav")])
+        assert torch.get_num_threads() == 1 and "none" in str(err.value)
+    finally:
+        sys.path.remove(str(UTILS))
+        torch.set_num_threads(before)
+
+
 def test_replace_codec_takes_a_decoder_only_fine_tune_and_refuses_another_encoder(tmp_path):
     """utils/replace_codec.py swaps an LM's nested codec for one that encodes alike (compared at the
     nested copy's float16 precision) and leaves it untouched otherwise."""

@@ -36,7 +36,8 @@ def register(sub) -> None:
     d.set_defaults(func=run_demo)
 
 
-def _set_threads(n: int) -> None:
+def set_threads(n: int) -> None:
+    """``torch.set_num_threads(n)`` for ``n`` > 0 (0: torch's default); the CLI's and the recipe's decoders."""
     from ..errors import ConfigError
 
     if n < 0:
@@ -69,7 +70,7 @@ def run_synthesize(args) -> int:
         raise ConfigError(f"--steps must be between 1 and 100, got {args.steps}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    _set_threads(args.threads)
+    set_threads(args.threads)
     text = read_text(args)
     t0 = time.perf_counter()
     tts = TTS.from_pretrained(args.model, device=args.device)
@@ -109,7 +110,7 @@ def run_demo(args) -> int:
         raise CheckpointError("no demo prompt in latentspeech/assets/prompts/ (expected a .wav or .flac)")
     from ..api import TTS
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     t0 = time.perf_counter()
     tts = TTS.from_pretrained(DEFAULT_MODEL)
     path = tts.speak_to_file(args.out, DEMO_TEXT, prompt=prompt, seed=0)

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Synthesize every line of a decode list with one model (one job of recipe stage 7).
 
-    decode_list.py [--model M] [--seed N] [--steps N] [--cfg F] [--temperature T] [--engine api|cli] LIST WAV_DIR
+    decode_list.py [--model M] [--seed N] [--steps N] [--cfg F] [--temperature T] [--threads N] [--engine api|cli] LIST WAV_DIR
 
 LIST has tab-separated lines ``utt_id prompt text [ref_wav]`` (a header line starting with
 ``utt_id`` is skipped); each becomes ``WAV_DIR/<utt_id>.wav``. Outputs that exist are skipped,
 so a killed job resumes. ``--engine api`` (default) loads the model once with
 :class:`latentspeech.api.TTS` and reuses it for every line; ``--engine cli`` runs
-``latentspeech synthesize`` once per line (slower: one model load each).
+``latentspeech synthesize`` once per line (slower: one model load each). ``--threads`` (default 1, as
+``latentspeech synthesize``): torch threads per job; stage 7 runs ``--nj`` jobs side by side, and two
+jobs of 2 threads each on this 2-core machine synthesized 50-100x slower than two of 1 thread.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--cfg", type=float, default=None)
     ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per job (default 1; 0 = torch's default)")
     ap.add_argument("--engine", choices=("api", "cli"), default="api")
     args = ap.parse_args(argv)
     rows = read_list(args.list)
@@ -52,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     if args.engine == "api":
         from latentspeech.api import TTS
+        from latentspeech.cli.synthesize import set_threads
         from latentspeech.errors import LatentSpeechError
 
+        set_threads(args.threads)
         tts = TTS.from_pretrained(args.model)
         for utt, prompt, text in todo:
             t0 = time.time()
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for utt, prompt, text in todo:
             cmd = ["latentspeech", "synthesize", f"--text={text}", "--prompt", prompt, "-o", str(out_dir / f"{utt}.wav"),
-                   "--seed", str(args.seed)]
+                   "--seed", str(args.seed), "--threads", str(args.threads)]
             cmd += ["--model", args.model] if args.model else []
             cmd += ["--steps", str(args.steps)] if args.steps is not None else []
             cmd += ["--cfg", str(args.cfg)] if args.cfg is not None else []

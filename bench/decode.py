@@ -4,6 +4,7 @@
     .venv/bin/python bench/decode.py --model exp/latentlm/model       # a trained model dir (adds codec RTF)
     .venv/bin/python bench/decode.py --steps 1 2 3 5 10 20 --cfg 1 3 --seconds 4 --threads 2
     .venv/bin/python bench/decode.py --valle random [--model LM_DIR]  # side by side with VALL-E (compare_valle)
+    .venv/bin/python bench/decode.py --model LM_DIR --valle VE_DIR --text T1 T2 --prompt P1 P2  # paired, every pair
 
 Prints one table row per (steps, cfg):
   passes/s   Transformer forward passes per second of generated audio (= token rate: frame rate /
@@ -156,12 +157,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-@torch.no_grad()
-def _run_system(system: str, opts: dict) -> dict:
-    """Load one system, synthesize the text ``opts["reps"]`` times (best time kept); the figures."""
+def _load_system(system: str, opts: dict) -> dict:
+    """Load one system (model, codec, phone vocabulary) as ``opts`` names it."""
     torch.set_num_threads(opts["threads"])
-    from latentspeech.audio import prepare_prompt
-    from latentspeech.text import PhoneVocab, TextFrontend
+    import latentspeech.lm.diffusion as diffusion
+    from latentspeech.text import PhoneVocab
+
+    diffusion.TRACE_SAMPLER = not opts.get("eager_sampler", False)
 
     conf = REPO / "egs/demo/tts1/conf"
     vocab = PhoneVocab()
@@ -180,8 +182,7 @@ def _run_system(system: str, opts: dict) -> dict:
             codec, name = load_codec(md.path / "codec"), str(md.path)
         params = model.num_parameters()
     else:
-        from latentspeech.baseline.valle import (DEFAULT_RAS_THRESHOLD, DEFAULT_RAS_WINDOW, DEFAULT_TOP_K, VALLE,
-                                                 load_valle)
+        from latentspeech.baseline.valle import VALLE, load_valle
 
         if random_weights:
             from latentspeech.config import load_config
@@ -196,9 +197,19 @@ def _run_system(system: str, opts: dict) -> dict:
             model, codec, vocab, _ = load_valle(spec)
             name = spec
         params = model.num_parameters()["total"]
-    phones = TextFrontend(vocab).encode(opts["text"])
-    wav = torch.from_numpy(prepare_prompt(opts["prompt"], codec.sample_rate, max_seconds=6.0))[None]
-    rss_loaded = _rss_mb()
+    return {"system": system, "model": model, "codec": codec, "vocab": vocab, "name": name, "params": params,
+            "random": random_weights, "rss_loaded_MB": _rss_mb()}
+
+
+@torch.no_grad()
+def _time_system(loaded: dict, text: str, prompt_path: str, opts: dict) -> dict:
+    """Synthesize ``text`` in the voice of ``prompt_path`` ``opts["reps"]`` times; the figures of the fastest."""
+    from latentspeech.audio import prepare_prompt
+    from latentspeech.text import TextFrontend
+
+    system, model, codec, random_weights = loaded["system"], loaded["model"], loaded["codec"], loaded["random"]
+    phones = TextFrontend(loaded["vocab"]).encode(text)
+    wav = torch.from_numpy(prepare_prompt(prompt_path, codec.sample_rate, max_seconds=6.0))[None]
     frames = round(opts["seconds"] * codec.frame_rate) if random_weights else None
     best = None
     for rep in range(opts["reps"]):
@@ -217,6 +228,8 @@ def _run_system(system: str, opts: dict) -> dict:
             passes = calls * (2 if opts["cfg"] != 1.0 else 1)  # CFG: unconditional rows = one more pass
             head, stopped = out.head_evals, bool(out.stopped[0])
         else:
+            from latentspeech.baseline.valle import DEFAULT_RAS_THRESHOLD, DEFAULT_RAS_WINDOW, DEFAULT_TOP_K
+
             prompt = codec.encode_codes(wav)[:, : model.cfg.num_quantizers]
             t1, c1 = time.perf_counter(), time.process_time()
             out = model.generate([phones], prompt, temperature=1.0, top_k=DEFAULT_TOP_K, ras_window=DEFAULT_RAS_WINDOW,
@@ -228,24 +241,92 @@ def _run_system(system: str, opts: dict) -> dict:
             head, stopped = 0, bool(out.stopped[0])
         t3 = time.perf_counter()
         secs = audio.shape[-1] / codec.sample_rate
-        row = {"system": system, "model": name, "random": random_weights, "params_M": params / 1e6,
+        row = {"system": system, "model": loaded["name"], "random": random_weights, "params_M": loaded["params"] / 1e6,
                "frame_rate": codec.frame_rate, "audio_s": secs, "frames": n_frames, "stopped": stopped,
                "calls": calls, "passes_per_s": passes / secs, "head_per_s": head / secs,
                "prompt_s": t1 - t0, "lm_s": t2 - t1, "lm_cpu_s": c2 - c1, "codec_s": t3 - t2, "wall_s": t3 - t0,
                "rtf": (t3 - t0) / secs}
         if best is None or row["wall_s"] < best["wall_s"]:
             best = row
-    best["rss_loaded_MB"], best["peak_MB"] = rss_loaded, _peak_mb()
+    best["rss_loaded_MB"], best["peak_MB"] = loaded["rss_loaded_MB"], _peak_mb()
     return best
+
+
+def _run_system(system: str, opts: dict) -> dict:
+    """Load one system and time it on ``opts["text"]`` / ``opts["prompt"]``."""
+    return _time_system(_load_system(system, opts), opts["text"], opts["prompt"], opts)
+
+
+_WORKER: dict = {}  # the system loaded in a worker process of the paired benchmark
+
+
+def _worker_init(system: str, opts: dict) -> None:
+    _WORKER.update(loaded=_load_system(system, opts), opts=opts)
+
+
+def _worker_time(text: str, prompt_path: str) -> dict:
+    return _time_system(_WORKER["loaded"], text, prompt_path, _WORKER["opts"])
+
+
+def compare_paired(args, texts: list[str], prompts: list[str]) -> int:
+    """Every (text, prompt) pair spoken by both systems, the systems taking turns (the first of each pair
+    alternates), each loaded once in its own process: a drift of the machine's speed hits both alike, and
+    the per-pair ratio of their real-time factors is a paired comparison."""
+    import multiprocessing as mp
+    import statistics
+
+    opts = {"latentlm": args.model, "valle": args.valle, "latentlm_config": args.config,
+            "valle_config": args.valle_config, "seconds": args.seconds, "steps": args.lm_steps, "cfg": args.lm_cfg,
+            "reps": args.reps, "threads": args.threads, "seed": 0, "eager_sampler": args.eager_sampler}
+    ctx = mp.get_context("spawn")
+    pools = {s: ctx.Pool(1, initializer=_worker_init, initargs=(s, opts)) for s in ("latentlm", "valle")}
+    pairs = [(t, p) for t in texts for p in prompts]
+    print(f"{len(pairs)} pairs ({len(texts)} texts x {len(prompts)} prompts); threads: {args.threads}; torch "
+          f"{torch.__version__}; best of {args.reps} per pair; LatentLM: {args.lm_steps} sampler steps "
+          f"({'eager' if args.eager_sampler else 'traced'} loop), CFG "
+          f"{args.lm_cfg:g}; VALL-E: AR top-k 50 + repetition-aware sampling, NAR greedy")
+    print(f"{'pair':>4} {'prompt':<24} {'LM audio s':>10} {'LM RTF':>7} {'VE audio s':>10} {'VE RTF':>7} {'ratio':>6}")
+    rows = []
+    try:
+        for pool in pools.values():  # warm-up, not timed: the first synthesis of a process is slower
+            pool.apply(_worker_time, (pairs[0][0], str(pairs[0][1])))
+        for i, (text, prompt) in enumerate(pairs):
+            order = ("latentlm", "valle") if i % 2 == 0 else ("valle", "latentlm")
+            got = {s: pools[s].apply(_worker_time, (text, str(prompt))) for s in order}
+            lm, ve = got["latentlm"], got["valle"]
+            rows.append((lm, ve))
+            print(f"{i:4d} {Path(prompt).name[:24]:<24} {lm['audio_s']:10.2f} {lm['rtf']:7.3f} {ve['audio_s']:10.2f} "
+                  f"{ve['rtf']:7.3f} {lm['rtf'] / ve['rtf']:6.2f}")
+            sys.stdout.flush()
+    finally:
+        for pool in pools.values():
+            pool.terminate()
+    ratios = [lm["rtf"] / ve["rtf"] for lm, ve in rows]
+    faster = sum(r < 1.0 for r in ratios)
+    for s, k in (("latentlm", 0), ("valle", 1)):
+        wall, audio = sum(r[k]["wall_s"] for r in rows), sum(r[k]["audio_s"] for r in rows)
+        lm_cpu = sum(r[k]["lm_cpu_s"] for r in rows)
+        passes = sum(r[k]["passes_per_s"] * r[k]["audio_s"] for r in rows)
+        print(f"{s:<9} {rows[0][k]['model']}: RTF {wall / audio:.3f} (total wall {wall:.1f} s / audio {audio:.1f} s), "
+              f"median pair RTF {statistics.median(r[k]['rtf'] for r in rows):.3f}, LM CPU {lm_cpu / audio:.3f} s/s, "
+              f"{passes / audio:.1f} Transformer passes/s")
+    print(f"RTF ratio LatentLM / VALL-E: median {statistics.median(ratios):.2f} over {len(rows)} pairs "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f}); LatentLM faster on {faster}/{len(rows)} pairs")
+    return 0
 
 
 def compare_valle(args) -> int:
     """Print the side-by-side table (see the section comment); one process per system."""
     import multiprocessing as mp
 
+    texts, prompts = args.text or [COMPARE_TEXT], args.prompt or [str(COMPARE_PROMPT)]
+    if len(texts) * len(prompts) > 1:
+        return compare_paired(args, texts, [str(p) for p in prompts])
+    args.text, args.prompt = texts[0], prompts[0]
     opts = {"latentlm": args.model, "valle": args.valle, "latentlm_config": args.config,
             "valle_config": args.valle_config, "text": args.text, "prompt": str(args.prompt), "seconds": args.seconds,
-            "steps": args.lm_steps, "cfg": args.lm_cfg, "reps": args.reps, "threads": args.threads, "seed": 0}
+            "steps": args.lm_steps, "cfg": args.lm_cfg, "reps": args.reps, "threads": args.threads, "seed": 0,
+            "eager_sampler": args.eager_sampler}
     ctx = mp.get_context("spawn")
     rows = []
     for system in ("latentlm", "valle"):
@@ -297,11 +378,14 @@ def main(argv=None) -> int:
     ap.add_argument("--valle", metavar="DIR|random", default=None,
                     help="compare with the VALL-E baseline: a VALL-E model dir or 'random' (demo size, random weights)")
     ap.add_argument("--valle-config", default=str(REPO / "egs/demo/tts1/conf/valle.yaml"))
-    ap.add_argument("--text", default=COMPARE_TEXT, help="--valle: the sentence both systems speak")
-    ap.add_argument("--prompt", default=COMPARE_PROMPT, help="--valle: the speaker prompt both systems get")
+    ap.add_argument("--text", nargs="+", help="--valle: the sentence(s) both systems speak (default: one pangram)")
+    ap.add_argument("--prompt", nargs="+", help="--valle: the speaker prompt(s) both systems get (default: a LibriSpeech "
+                    "voice); more than one text or prompt: every pair, the systems taking turns (compare_paired)")
     ap.add_argument("--lm-steps", type=int, default=10, help="--valle: LatentLM sampler steps")
     ap.add_argument("--lm-cfg", type=float, default=None,
                     help="--valle: LatentLM CFG scale (default 2; 1 for a guidance-distilled model)")
+    ap.add_argument("--eager-sampler", action="store_true",
+                    help="--valle: the LatentLM head's sampler loop eagerly (diffusion.TRACE_SAMPLER = False)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.valle is not None:

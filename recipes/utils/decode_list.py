@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per job (default 1; 0 = torch's default)")
     ap.add_argument("--engine", choices=("api", "cli"), default="api")
     args = ap.parse_args(argv)
+    if args.threads < 0:
+        ap.error(f"--threads must be >= 0, got {args.threads}")
     rows = read_list(args.list)
     out_dir = Path(args.wav_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         from latentspeech.errors import LatentSpeechError
 
         set_threads(args.threads)
-        tts = TTS.from_pretrained(args.model)
+        try:
+            tts = TTS.from_pretrained(args.model)
+        except LatentSpeechError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         for utt, prompt, text in todo:
             t0 = time.time()
             try:

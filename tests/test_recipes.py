@@ -401,6 +401,16 @@ def test_pairs_summary_and_packaging(tmp_path):
     lines = (tmp_path / "p.tsv").read_text().splitlines()
     assert lines[0] == "utt_id\twav\tprompt\ttext\tref_wav"
     assert lines[1] == f"u1\t{tmp_path / 'wav/u1.wav'}\t{dec / 'prompts/p1.wav'}\tHello there.\t{tmp_path / 'ref1.wav'}"
+    # several wav folders (synthesis draws): each line once per folder, ids suffixed .draw<k>
+    (tmp_path / "wav1").mkdir()
+    sf.write(tmp_path / "wav1" / "u1.wav", _tone(1.0, 200), SR)
+    with pytest.raises(SystemExit, match=r"1 utterance\(s\) not synthesized in .*wav1 \(e.g. u2\)"):
+        make_pairs.make_pairs(dec / "protocol.tsv", [tmp_path / "wav", tmp_path / "wav1"], tmp_path / "p2.tsv")
+    sf.write(tmp_path / "wav1" / "u2.wav", _tone(1.0, 200), SR)
+    assert make_pairs.main([str(dec / "protocol.tsv"), str(tmp_path / "wav"), str(tmp_path / "wav1"), str(tmp_path / "p2.tsv")]) == 0
+    rows = [r.split("\t") for r in (tmp_path / "p2.tsv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == ["u1.draw0", "u2.draw0", "u1.draw1", "u2.draw1"]
+    assert rows[2][1] == str(tmp_path / "wav1/u1.wav") and rows[2][2:] == rows[0][2:]
     with pytest.raises(SystemExit, match="no ref_wav"):
         make_pairs.make_pairs(dec / "protocol.tsv", None, tmp_path / "gt.tsv", ground_truth=True)
 
@@ -486,9 +496,9 @@ STUB_LATENTSPEECH = """#!/usr/bin/env bash
 case " $* " in *" --help "*) case "$1" in synthesize|eval) echo "usage: stand-in"; exit 0 ;; esac ;; esac
 case "$1" in
   synthesize)
-    out=""; prompt=""
-    while [ $# -gt 0 ]; do case "$1" in -o) out=$2; shift;; --prompt) prompt=$2; shift;; esac; shift; done
-    echo "synthesize $out" >> "$STUB_LOG"; cp "$prompt" "$out" ;;
+    out=""; prompt=""; seed=""
+    while [ $# -gt 0 ]; do case "$1" in -o) out=$2; shift;; --prompt) prompt=$2; shift;; --seed) seed=$2; shift;; esac; shift; done
+    echo "synthesize $out seed $seed" >> "$STUB_LOG"; cp "$prompt" "$out" ;;
   eval)
     if [ "$2" = --pairs ]; then
       n=$(($(wc -l < "$3") - 1))
@@ -548,6 +558,20 @@ def test_decode_eval_package_stages_with_stand_ins(tmp_path):
     res = sh(cmd, recipe, env=env)  # done: nothing is synthesized or scored again
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "stub.log").read_text().splitlines() == calls
+
+    # --synth-draws 2: only the second draw is synthesized (seed 1, into wav.draw1/), and both are scored together
+    res = sh(cmd + ["--synth-draws", "2"], recipe, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    more = (tmp_path / "stub.log").read_text().splitlines()[len(calls):]
+    synth = [c for c in more if c.startswith("synthesize")]
+    assert len(synth) == 7 and all("/latentlm/wav.draw1/" in c and c.endswith(" seed 1") for c in synth), more
+    assert sum(c.startswith("eval") for c in more) == 2  # the two units' latentlm rows; ground truth unchanged
+    pairs = (ref / "latentlm/pairs.tsv").read_text().splitlines()[1:]
+    ids = [p.split("\t")[0] for p in pairs]
+    assert len(ids) == 8 and len(set(ids)) == 8 and sum(i.endswith(".draw1") for i in ids) == 4
+    assert sum("/latentlm/wav.draw1/" in p for p in pairs) == 4
+    res = sh(cmd + ["--synth-draws", "0"], recipe, env=env)
+    assert res.returncode != 0 and "--synth-draws must be a positive number, got '0'" in res.stderr
 
 
 def test_decode_list_sets_the_threads_of_each_job(tmp_path):

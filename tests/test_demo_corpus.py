@@ -172,6 +172,9 @@ def test_select_distinct_drops_a_colliding_speaker():
     assert len(kept) == 5 and ("s2" in kept) != ("s9" in kept)
     assert speaker_distinctness({s: emb[s] for s in kept})["separated"] == 1.0
     assert len(select_distinct(emb, keep=6)) == 6  # stops once only `keep` are left
+    # voices already in a corpus (fixed) are never the ones dropped
+    assert "s2" in select_distinct(emb, fixed=["s2"]) and "s9" not in select_distinct(emb, fixed=["s2"])
+    assert "s9" in select_distinct(emb, fixed=["s9"]) and "s2" not in select_distinct(emb, fixed=["s9"])
 
 
 # --------------------------------------------------------------------------- corpus
@@ -219,6 +222,35 @@ def test_smoke_corpus_is_valid_kaldi(smoke_corpus):
     assert all(mdc.normalize(real_text[u]) == t for u, t in _kmap(out / "real_test" / "text").items())
     assert set(summary["hours"]) == {"real_train", "real_test", "train", "dev", "total"}
     assert json.loads((out / "local" / "summary.json").read_text())["hours"]["train"] > 0
+
+
+def test_train_extra_reads_the_unread_sentences(smoke_corpus):
+    """--sets train_extra after a build: train's speakers (or N new ones from spk1000) reading train
+    sentences that train did not use; the main build's summary is kept."""
+    import dataclasses
+
+    cfg, out, _ = smoke_corpus
+    main_summary = (out / "local" / "summary.json").read_text()
+    train_text = _kmap(out / "train" / "text")
+    used = {int(u.split("-")[1]) for u in train_text}
+    for extra_speakers, name in ((0, "train_extra"), (2, "train_new")):
+        c = dataclasses.replace(cfg, sets=("train_extra",), extra_speakers=extra_speakers, extra_name=name, extra_hours=0.0)
+        summary = mdc.build_corpus(c)
+        assert summary["hours"][name] > 0 and (out / "local" / f"summary_{name}.json").is_file()
+        utt2spk = _check_kaldi_dir(out / name)
+        lines = {int(u.split("-")[1]) for u in utt2spk}
+        assert len(utt2spk) == len(set(utt2spk.values())) * cfg.min_utts and not lines & used
+        spk = set(utt2spk.values())
+        if extra_speakers:
+            assert spk == {"spk1000", "spk1001"}
+            assert (out / "local" / f"voices_{name}.tsv").read_text().splitlines()[1].startswith(f"{name}\tspk1000\t")
+        else:
+            assert spk == set(train_text and _kmap(out / "train" / "utt2spk").values())
+    assert (out / "local" / "summary.json").read_text() == main_summary
+    with pytest.raises(ConfigError, match="unknown corpus set"):
+        mdc.build_corpus(dataclasses.replace(cfg, sets=("train_more",)))
+    with pytest.raises(ConfigError, match="--extra-name must be a new set name"):
+        mdc.build_corpus(dataclasses.replace(cfg, sets=("train_extra",), extra_name="train"))
 
 
 def test_smoke_corpus_resumes_without_redoing_work(smoke_corpus):

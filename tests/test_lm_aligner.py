@@ -87,6 +87,37 @@ def test_training_recovers_known_durations_and_files_round_trip(tmp_path):
     assert [back[u] for u in utts] == [d.tolist() for d in durs]
 
 
+def test_saved_aligner_loads_and_the_cli_aligns_with_it(tmp_path):
+    """`load_aligner` gives back the same durations; `latentspeech align --model DIR` writes them
+    without training; a model dir of another phone inventory or kind is a one-line error."""
+    import subprocess
+    import sys
+
+    from latentspeech.checkpoint import save_model_dir
+    from latentspeech.errors import CheckpointError
+    from latentspeech.lm.aligner import load_aligner, save_aligner
+
+    toy = _Toy(n=6)
+    src = toy.source()
+    aligner = train_aligner([src], toy.vocab, steps=20, batch_size=4, progress=False, log=None,
+                            config=AlignerConfig(dim=16, conv_layers=1, transformer_layers=1))
+    model = save_aligner(aligner, tmp_path / "exp" / "model", {"phone_vocab": toy.vocab.to_dict()})
+    write_durations(aligner, src, toy.vocab, tmp_path / "a", progress=False)
+    write_durations(load_aligner(model, toy.vocab), src, toy.vocab, tmp_path / "b", progress=False)
+    assert (tmp_path / "a").read_text() == (tmp_path / "b").read_text()
+    other = dict(toy.vocab.to_dict(), checksum="0000")
+    save_aligner(aligner, tmp_path / "other", {"phone_vocab": other})
+    with pytest.raises(CheckpointError, match="another phone inventory"):
+        load_aligner(tmp_path / "other", toy.vocab)
+    save_model_dir(tmp_path / "codec", {"w": torch.zeros(1)}, "codec", {})
+    with pytest.raises(CheckpointError, match="'codec' model, expected aligner"):
+        load_aligner(tmp_path / "codec")
+    res = subprocess.run([sys.executable, "-m", "latentspeech", "align", "--data", str(tmp_path / "d"), "--latents",
+                          str(tmp_path / "z")], capture_output=True, text=True)
+    assert res.returncode != 0 and "give --out EXP_DIR (train an aligner) or --model DIR" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_read_durations_errors(tmp_path):
     with pytest.raises(DataDirError, match="latentspeech align"):
         read_durations(tmp_path / "durations")

@@ -12,6 +12,12 @@ Sets written under ``--out`` (audio under ``--out/local/wav/<set>/``, 16 kHz mon
 - ``train``: synthetic pseudo-speakers (espeak-ng / flite + sox perturbation, see
   :mod:`latentspeech.data.synthetic`) reading ``text/train.txt`` until ``--hours`` of speech.
 - ``dev``: held-out pseudo-speakers (never in ``train``) reading ``text/dev.txt``.
+- ``train_extra`` (not built by default; ``--sets train_extra`` after a full build): more train speech
+  reading the train sentences that ``train`` left unread, until ``--extra-hours``. Its speakers are
+  ``train``'s (``--out/local/voices.tsv``), or with ``--extra-speakers N`` N new pseudo-speakers
+  (ids from ``spk1000``), verified like the main build's and told apart from every train and dev
+  voice (the LM's loss on unseen voices is what lags: RESULTS.md, "Session 17").
+  ``--extra-name`` names the set (default ``train_extra``).
 
 With ``--verify`` (default outside smoke mode) a pool of candidate speakers is synthesized on a few
 probe sentences and embedded with Resemblyzer; speakers that the encoder confuses are dropped, and
@@ -68,6 +74,9 @@ class CorpusConfig:
     dev_text: str = str(SHARED / "text" / "dev.txt")
     real_dir: str = str(SHARED / "librispeech_voices")
     hours: float = 10.5  # target hours of the synthetic train set
+    extra_hours: float = 10.0  # target hours of train_extra (train's speakers reading its unread sentences)
+    extra_speakers: int = 0  # train_extra: 0 = train's speakers; N = N new verified pseudo-speakers
+    extra_name: str = "train_extra"  # the set's name
     num_speakers: int = 110  # synthetic train speakers
     num_dev_speakers: int = 12  # held-out synthetic speakers
     min_utts: int = 30  # at least this many utterances per train speaker
@@ -105,9 +114,13 @@ class CorpusConfig:
             raise ConfigError(f"need >= 1 train speaker and >= 0 dev speakers, got {self.num_speakers}/{self.num_dev_speakers}")
         if self.nj < 1:
             raise ConfigError(f"--nj must be >= 1, got {self.nj}")
-        unknown = set(self.sets) - {"real", "train", "dev"}
+        unknown = set(self.sets) - {"real", "train", "dev", "train_extra"}
         if unknown:
-            raise ConfigError(f"unknown corpus set(s) {sorted(unknown)} (use real, train, dev)")
+            raise ConfigError(f"unknown corpus set(s) {sorted(unknown)} (use real, train, dev, train_extra)")
+        if self.extra_name in ("train", "dev", "real_train", "real_test", "local") or not self.extra_name.isidentifier():
+            raise ConfigError(f"--extra-name must be a new set name (letters, digits, _), got '{self.extra_name}'")
+        if self.extra_speakers < 0:
+            raise ConfigError(f"--extra-speakers must be >= 0, got {self.extra_speakers}")
         for p in (self.train_text, self.dev_text):
             if not Path(p).is_file():
                 raise ConfigError(f"text file not found: {p}")
@@ -517,11 +530,13 @@ def choose_speakers(cfg: CorpusConfig, probe_text: list[str]) -> tuple[list[Voic
     return [by_id[s] for s in train], [by_id[s] for s in dev], report
 
 
-def build_train(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tuple[int, str]]) -> float:
+def build_train(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tuple[int, str]],
+                name: str = "train", hours: float | None = None) -> float:
     """Synthetic train set: speaker k reads sentences k, k+n, k+2n, ... in rounds until
-    ``cfg.hours`` are reached (and at least ``cfg.min_utts`` rounds). Returns hours."""
+    ``hours`` (default ``cfg.hours``) are reached (and at least ``cfg.min_utts`` rounds). Returns hours."""
+    hours = cfg.hours if hours is None else hours
     out = Path(cfg.out_dir)
-    wav_dir = out / "local" / "wav" / "train"
+    wav_dir = out / "local" / "wav" / name
     _clean_temp(wav_dir)
     n = len(speakers)
     max_rounds = len(sentences) // n
@@ -535,10 +550,10 @@ def build_train(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tu
         if rounds < cfg.min_utts:
             nxt = cfg.min_utts
         else:
-            if total >= cfg.hours * 3600:
+            if total >= hours * 3600:
                 break
             per_round = total / rounds
-            nxt = rounds + math.ceil((cfg.hours * 3600 - total) / per_round)
+            nxt = rounds + math.ceil((hours * 3600 - total) / per_round)
         nxt = min(nxt, max_rounds)
         jobs, meta = [], []
         for r in range(rounds, nxt):
@@ -548,16 +563,85 @@ def build_train(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tu
                 p = (wav_dir / s.speaker / f"{utt}.wav").resolve()
                 jobs.append((s, text, p))
                 meta.append(dict(id=utt, spk=s.speaker, wav=p, text=text))
-        durs = run_jobs(jobs, cfg, f"train rounds {rounds + 1}-{nxt}")
+        durs = run_jobs(jobs, cfg, f"{name} rounds {rounds + 1}-{nxt}")
         for m in meta:
             m["dur"] = durs[str(m["wav"])]
             total += m["dur"]
         utts += meta
         rounds = nxt
-        log.info("train: %d rounds, %.2f h so far", rounds, total / 3600)
-    write_data_dir(out / "train", utts, {s.speaker: s.gender for s in speakers})
-    log.info("train: %d speakers, %d utterances, %.2f h", n, len(utts), total / 3600)
+        log.info("%s: %d rounds, %.2f h so far", name, rounds, total / 3600)
+    write_data_dir(out / name, utts, {s.speaker: s.gender for s in speakers})
+    log.info("%s: %d speakers, %d utterances, %.2f h", name, n, len(utts), total / 3600)
     return total / 3600
+
+
+def read_voices(cfg: CorpusConfig, which: str = "train") -> list[VoiceSpec]:
+    """The speakers of an earlier build (``local/voices.tsv``), in their order."""
+    p = Path(cfg.out_dir) / "local" / "voices.tsv"
+    if not p.is_file():
+        raise DataDirError(f"{p} not found: build the corpus (--sets real,train,dev) before train_extra")
+    lines = p.read_text().splitlines()
+    cols, specs = lines[0].split("\t"), []
+    for line in lines[1:]:
+        row = dict(zip(cols, line.split("\t")))
+        if row.pop("set") == which:
+            specs.append(VoiceSpec(**{k: (float(v) if k in ("pitch", "rate", "formant", "tilt") else v) for k, v in row.items()}))
+    return specs
+
+
+#: ids of the extra pseudo-speakers start here (the main build's candidate pool stays far below)
+EXTRA_SPEAKER_START = 1000
+
+
+def choose_extra_speakers(cfg: CorpusConfig, probe_text: list[str], existing: list[VoiceSpec]) -> list[VoiceSpec]:
+    """``cfg.extra_speakers`` new pseudo-speakers, checked as :func:`choose_speakers` checks the main
+    build's: a candidate pool (ids from :data:`EXTRA_SPEAKER_START`) is synthesized on the probe
+    sentences; Resemblyzer must tell each kept one from every ``existing`` voice and from each
+    other (the existing ones are never dropped), and with ``cfg.max_probe_wer`` the probe ASR must
+    understand it."""
+    n = cfg.extra_speakers
+    if not cfg.verify:
+        return draw_speakers(n, cfg.seed, start=EXTRA_SPEAKER_START)
+    cands = draw_speakers(math.ceil(n * cfg.pool_factor), cfg.seed, start=EXTRA_SPEAKER_START)
+    by_id = {s.speaker: s for s in existing + cands}
+    probe_dir = Path(cfg.out_dir) / "local" / "wav" / "probe"
+    _clean_temp(probe_dir)
+    probes = [probe_text[cfg.dev_probe_utts:][k % (len(probe_text) - cfg.dev_probe_utts)] for k in range(cfg.probe_utts)]
+    paths = {s: [probe_dir / s / f"{s}-p{k}.wav" for k in range(cfg.probe_utts)] for s in by_id}
+    run_jobs([(by_id[s], probes[k], paths[s][k]) for s in by_id for k in range(cfg.probe_utts)], cfg, "probe voices")
+    emb = embed_speakers(paths, cfg, "embed probes")
+    fixed = [s.speaker for s in existing]
+    new = [s for s in select_distinct(emb, fixed=fixed) if s not in set(fixed)]
+    log.info("%d of %d new candidates are told apart from the %d existing voices and each other", len(new), len(cands), len(fixed))
+    if cfg.max_probe_wer is not None:
+        n_asr = max(1, min(cfg.asr_probes, cfg.probe_utts))
+        wers = probe_wers(cfg, {s: list(zip(paths[s], probes))[:n_asr] for s in new})
+        new = [s for s in new if wers[s] <= cfg.max_probe_wer]
+        log.info("%d of them with probe WER <= %.2f", len(new), cfg.max_probe_wer)
+    if len(new) < n:
+        log.warning("only %d new speakers pass for %d asked", len(new), n)
+    return [by_id[s] for s in new[:n]]
+
+
+def build_train_extra(cfg: CorpusConfig, sentences: list[tuple[int, str]], probe_text: list[str]) -> float:
+    """``train_extra``: more train speech on the sentences ``train`` did not use (its utterance ids end
+    in the line number), ``cfg.extra_hours`` of it, read by ``train``'s speakers or by
+    ``cfg.extra_speakers`` new ones (:func:`choose_extra_speakers`). Returns hours."""
+    train_spk = read_voices(cfg)
+    text = Path(cfg.out_dir) / "train" / "text"
+    if not train_spk or not text.is_file():
+        raise DataDirError(f"no train set in {cfg.out_dir} (voices.tsv, train/text): build it before train_extra")
+    speakers = train_spk
+    if cfg.extra_speakers > 0:
+        speakers = choose_extra_speakers(cfg, probe_text, train_spk + read_voices(cfg, "dev"))
+        p = Path(cfg.out_dir) / "local" / f"voices_{cfg.extra_name}.tsv"
+        cols = list(VoiceSpec.__dataclass_fields__)
+        p.write_text("set\t" + "\t".join(cols) + "\n" + "".join(
+            cfg.extra_name + "\t" + "\t".join(str(getattr(s, c)) for c in cols) + "\n" for s in speakers))
+    used = {int(line.split(" ", 1)[0].rsplit("-", 1)[1]) for line in text.read_text().splitlines() if line.strip()}
+    unread = [(i, t) for i, t in sentences if i not in used]
+    log.info("%s: %d speakers, %d sentences that train did not read", cfg.extra_name, len(speakers), len(unread))
+    return build_train(cfg, speakers, unread, name=cfg.extra_name, hours=cfg.extra_hours)
 
 
 def build_dev(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tuple[int, str]]) -> float:
@@ -674,11 +758,17 @@ def build_corpus(cfg: CorpusConfig) -> dict:
                 summary["dev_wer"] = dev_wer(cfg)
                 log.info("dev ground-truth WER (%s, %d utts per speaker): %.3f", cfg.asr,
                          cfg.report_asr_utts, summary["dev_wer"]["all"])
+    if "train_extra" in cfg.sets:
+        train_lines = [(i, normalize(t)) for i, t in enumerate(read_lines(cfg.train_text))]
+        n_probe = (max(cfg.probe_utts, 1) + cfg.dev_probe_utts) if cfg.verify else 0
+        probe = [t for _, t in train_lines[len(train_lines) - n_probe:]]
+        summary["hours"][cfg.extra_name] = build_train_extra(cfg, train_lines[: len(train_lines) - n_probe], probe)
     summary["seconds"] = time.time() - t0
     summary["hours"]["total"] = sum(summary["hours"].values())
     for k, v in summary["hours"].items():
         log.info("hours %-10s %.2f", k, v)
-    (out / "local" / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    name = f"summary_{cfg.extra_name}.json" if set(cfg.sets) == {"train_extra"} else "summary.json"  # keep the main build's
+    (out / "local" / name).write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 
@@ -711,14 +801,19 @@ def parse_args(argv: list[str] | None = None) -> CorpusConfig:
                     help="drop train voices whose ASR word error rate on the probe sentences is higher ('none': no ASR check)")
     ap.add_argument("--max-dev-probe-wer", type=float, default=d.max_dev_probe_wer,
                     help="the same limit for the held-out dev voices")
-    ap.add_argument("--sets", default=",".join(d.sets), help="comma-separated subset of real,train,dev")
+    ap.add_argument("--sets", default=",".join(d.sets), help="comma-separated subset of real,train,dev,train_extra")
+    ap.add_argument("--extra-hours", type=float, default=d.extra_hours,
+                    help="hours of train_extra: more speech on the train sentences that train left unread")
+    ap.add_argument("--extra-speakers", type=int, default=d.extra_speakers,
+                    help="train_extra's speakers: 0 = train's; N = N new pseudo-speakers, verified like the main build's")
+    ap.add_argument("--extra-name", default=d.extra_name, help="the name of the train_extra set")
     ap.add_argument("--smoke", type=_bool, nargs="?", const=True, default=False, help="tiny corpus in seconds")
     ap.add_argument("--train-text", default=d.train_text)
     ap.add_argument("--dev-text", default=d.dev_text)
     ap.add_argument("--real-dir", default=d.real_dir)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    kw = dict(out_dir=a.out, seed=a.seed, max_dev_probe_wer=a.max_dev_probe_wer, nj=a.nj, sets=tuple(x for x in a.sets.split(",") if x),
+    kw = dict(out_dir=a.out, seed=a.seed, extra_hours=a.extra_hours, extra_speakers=a.extra_speakers, extra_name=a.extra_name, max_dev_probe_wer=a.max_dev_probe_wer, nj=a.nj, sets=tuple(x for x in a.sets.split(",") if x),
               train_text=a.train_text, dev_text=a.dev_text, real_dir=a.real_dir, progress=not a.no_progress)
     if a.verify is not None:
         kw["verify"] = a.verify

@@ -3,6 +3,8 @@
 Fits the MAS aligner of :mod:`latentspeech.lm.aligner` on every given (data dir, latent store)
 pair, then writes ``<latent store>/durations`` for each: what a LatentLM with
 ``alignment: pointer`` trains on. The aligner itself is saved under ``EXP_DIR/model``.
+``--model DIR`` instead aligns with an aligner trained before (no training), e.g. a set added to a
+corpus whose model trained on the older sets' durations, which a new aligner would change.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ def register(sub) -> None:
                                    "and its latent store. Writes <latents>/durations for every pair.")
     p.add_argument("--data", action="append", required=True, metavar="DIR", help="Kaldi data dir (repeatable)")
     p.add_argument("--latents", action="append", required=True, metavar="DIR", help="its latent store (repeatable)")
-    p.add_argument("--out", required=True, metavar="EXP_DIR", help="where the aligner model dir goes")
+    p.add_argument("--out", metavar="EXP_DIR", help="where the aligner model dir goes (training)")
+    p.add_argument("--model", metavar="DIR", help="align with this trained aligner (EXP_DIR/model of an earlier run) "
+                                                  "instead of training one")
     p.add_argument("--steps", type=int, default=1000, metavar="N", help="training batches (default 1000)")
     p.add_argument("--batch-size", type=int, default=16, metavar="B")
     p.add_argument("--seed", type=int, default=0)
@@ -29,19 +33,25 @@ def run(args) -> int:
     import torch
 
     from ..data.lm_dataset import LMSource
-    from ..lm.aligner import DURATIONS, save_aligner, train_aligner, write_durations
+    from ..errors import ConfigError
+    from ..lm.aligner import DURATIONS, load_aligner, save_aligner, train_aligner, write_durations
     from ..text import PhoneVocab
     from .train import _pairs
 
+    if (args.out is None) == (args.model is None):
+        raise ConfigError("give --out EXP_DIR (train an aligner) or --model DIR (use a trained one), not both or neither")
     pairs = _pairs(args.data, args.latents, "aligned sets")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     vocab = PhoneVocab()
+    if args.model is not None:
+        aligner = load_aligner(args.model, vocab)
     sources = [LMSource.from_dirs(d, z, vocab) for d, z in pairs]
-    aligner = train_aligner(sources, vocab, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                            progress=not args.no_progress)
-    out = save_aligner(aligner, Path(args.out) / "model", {"phone_vocab": vocab.to_dict(), "steps": args.steps})
-    print(f"saved aligner {out}")
+    if args.model is None:
+        aligner = train_aligner(sources, vocab, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                                progress=not args.no_progress)
+        out = save_aligner(aligner, Path(args.out) / "model", {"phone_vocab": vocab.to_dict(), "steps": args.steps})
+        print(f"saved aligner {out}")
     for src, z in zip(sources, args.latents):
         counts = write_durations(aligner, src, vocab, Path(z) / DURATIONS, progress=not args.no_progress)
         print(f"wrote {Path(z) / DURATIONS}: {counts['aligned']} utterances aligned, {counts['skipped']} skipped "

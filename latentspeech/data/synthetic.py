@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -272,17 +273,19 @@ def speaker_distinctness(embeddings: dict[str, np.ndarray]) -> dict:
     )
 
 
-def select_distinct(embeddings: dict[str, np.ndarray], keep: int | None = None) -> list[str]:
+def select_distinct(embeddings: dict[str, np.ndarray], keep: int | None = None, fixed: Sequence[str] = ()) -> list[str]:
     """Drop colliding speakers until every kept one is separated (see :func:`speaker_distinctness`).
 
     Repeatedly removes the speaker with the most confused utterances (ties: the one whose nearest
-    other centroid is closest, then the larger id), re-measuring after each removal. Stops early
-    once only ``keep`` speakers are left. Returns the kept ids in their original order.
+    other centroid is closest, then the larger id), re-measuring after each removal; speakers in
+    ``fixed`` (voices already in a corpus) are never removed. Stops early once only ``keep``
+    speakers are left. Returns the kept ids in their original order.
     """
     kept = sorted(embeddings)
+    fixed = set(fixed)
     while len(kept) > 2 and (keep is None or len(kept) > keep):
         per = speaker_distinctness({s: embeddings[s] for s in kept})["per_speaker"]
-        bad = [s for s in kept if per[s]["errors"] > 0]
+        bad = [s for s in kept if per[s]["errors"] > 0 and s not in fixed]
         if not bad:
             break
         worst = max(bad, key=lambda s: (per[s]["errors"], per[s]["nearest"] - per[s]["own"], s))

@@ -39,7 +39,8 @@ from ..errors import DataDirError
 from .transformer import Transformer, TransformerConfig
 
 __all__ = ["AlignerConfig", "PhoneAligner", "silent_token_ids", "monotonic_alignment", "align_batch",
-           "train_aligner", "save_aligner", "write_durations", "frame_tokens", "read_durations", "DURATIONS"]
+           "train_aligner", "save_aligner", "load_aligner", "write_durations", "frame_tokens", "read_durations",
+           "DURATIONS"]
 
 #: File name of the per-token durations next to a latent store.
 DURATIONS = "durations"
@@ -226,6 +227,23 @@ def save_aligner(aligner: PhoneAligner, out: str | os.PathLike, meta: dict | Non
     from ..config import to_dict
 
     return save_model_dir(out, aligner.state_dict(), "aligner", to_dict(aligner.cfg), meta or {})
+
+
+def load_aligner(path: str | os.PathLike, vocab=None) -> PhoneAligner:
+    """A saved aligner (:func:`save_aligner`), in eval mode. With ``vocab`` its phone inventory must
+    be the one the aligner was trained with (a one-line :class:`CheckpointError` otherwise)."""
+    from ..checkpoint import load_model_dir, load_state_dict_strict
+    from ..config import from_dict
+    from ..errors import CheckpointError
+
+    md = load_model_dir(path, kind="aligner")
+    saved = md.meta.get("phone_vocab") or {}
+    if vocab is not None and saved and saved.get("checksum") != vocab.to_dict().get("checksum"):
+        raise CheckpointError(f"{md.path}: the aligner was trained with another phone inventory "
+                              f"(checksum {saved.get('checksum')} vs {vocab.to_dict().get('checksum')})")
+    aligner = PhoneAligner(from_dict(AlignerConfig, md.config))
+    load_state_dict_strict(aligner, md.state_dict, str(md.path))
+    return aligner.eval()
 
 
 def read_durations(path: str | os.PathLike) -> dict[str, list[int]]:

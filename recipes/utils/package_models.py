@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Package trained model dirs for release (recipe stage 9): safetensors + config + a model card.
 
-    package_models.py --out exp/packed [--recipe DIR] [--train-data DATA_DIR] [--dtype float16]
+    package_models.py --out exp/packed [--recipe DIR] [--train-data DATA_DIR ...] [--dtype float16]
                       [--results SET=SUMMARY.tsv ...] NAME=MODEL_DIR [NAME=MODEL_DIR ...]
 
 Each MODEL_DIR (``model.safetensors`` + ``config.yaml``, see latentspeech.checkpoint) is copied to
@@ -128,15 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--recipe", default=None)
-    ap.add_argument("--train-data", default=None, help="the training data dir (for the card)")
+    ap.add_argument("--train-data", action="append", default=[], help="a training data dir (for the card; repeatable)")
     ap.add_argument("--results", action="append", default=[], metavar="SET=SUMMARY.tsv")
     ap.add_argument("--dtype", choices=["float32", "float16"], default=None,
                     help="store floating-point weights in this precision (default: as trained)")
     ap.add_argument("models", nargs="+", metavar="NAME=MODEL_DIR")
     args = ap.parse_args(argv)
-    train_data = None
-    if args.train_data and Path(args.train_data, "utt2spk").is_file():
-        train_data = data_summary(Path(args.train_data))
+    train_data = "; ".join(data_summary(Path(d)) for d in args.train_data if Path(d, "utt2spk").is_file()) or None
     results = {}
     for item in args.results:
         set_name, _, path = item.partition("=")

@@ -117,6 +117,29 @@ def test_saved_aligner_loads_and_the_cli_aligns_with_it(tmp_path):
     assert res.returncode != 0 and "give --out EXP_DIR (train an aligner) or --model DIR" in res.stderr
     assert "Traceback" not in res.stderr
 
+    # the CLI on a data dir + latent store: train (--out), then align again with that model (--model): same file
+    from latentspeech.data.latents import LatentWriter
+
+    data, store = tmp_path / "data", tmp_path / "dump"
+    data.mkdir()
+    (data / "utt2spk").write_text("".join(f"{u} s\n" for u in sorted(toy.phones)))
+    (data / "phones").write_text("".join(f"{u} {' '.join(toy.vocab.tokens[i] for i in toy.phones[u])}\n"
+                                         for u in sorted(toy.phones)), encoding="utf-8")
+    meta = {"latent_dim": 8, "frame_rate": 25.0, "hop_length": 640, "sample_rate": 16000, "codec": None,
+            "latent_mean": [0.0] * 8, "latent_std": [1.0] * 8}
+    with LatentWriter(store, meta) as w:
+        for u, z in toy.latents.items():
+            w.add(u, z)
+    cli = [sys.executable, "-m", "latentspeech", "align", "--data", str(data), "--latents", str(store), "--no-progress"]
+    res = subprocess.run(cli + ["--out", str(tmp_path / "exp2"), "--steps", "5"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    trained = (store / "durations").read_text()
+    (store / "durations").unlink()
+    res = subprocess.run(cli + ["--model", str(tmp_path / "exp2" / "model")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "saved aligner" not in res.stdout and (store / "durations").read_text() == trained
+    assert len(trained.splitlines()) == len(toy.phones)
+
 
 def test_read_durations_errors(tmp_path):
     with pytest.raises(DataDirError, match="latentspeech align"):

@@ -464,6 +464,23 @@ def split_by_wer(speakers: list[str], wers: dict[str, float], n_train: int, n_de
     return train, dev
 
 
+def split_probe_text(cfg: CorpusConfig, probe_text: list[str]) -> tuple[list[str], list[str]]:
+    """(the dev voices' extra confirmation sentences, the ``cfg.probe_utts`` probe sentences of every voice)."""
+    extra, rest = probe_text[: cfg.dev_probe_utts], probe_text[cfg.dev_probe_utts:]
+    return extra, [rest[k % len(rest)] for k in range(cfg.probe_utts)]
+
+
+def probe_voices(cfg: CorpusConfig, speakers: list[VoiceSpec], probes: list[str]
+                 ) -> tuple[dict[str, list[Path]], dict[str, np.ndarray]]:
+    """Every speaker reads the probe sentences (``local/wav/probe/<spk>``; made once, then reused);
+    returns speaker → its probe WAVs, and speaker → their Resemblyzer embeddings."""
+    probe_dir = Path(cfg.out_dir) / "local" / "wav" / "probe"
+    _clean_temp(probe_dir)
+    paths = {s.speaker: [probe_dir / s.speaker / f"{s.speaker}-p{k}.wav" for k in range(len(probes))] for s in speakers}
+    run_jobs([(s, t, p) for s in speakers for t, p in zip(probes, paths[s.speaker])], cfg, "probe voices")
+    return paths, embed_speakers(paths, cfg, "embed probes")
+
+
 def choose_speakers(cfg: CorpusConfig, probe_text: list[str]) -> tuple[list[VoiceSpec], list[VoiceSpec], dict]:
     """(train speakers, dev speakers, selection report). With ``cfg.verify`` a larger candidate pool
     is synthesized on ``probe_text``; speakers that Resemblyzer confuses are dropped, and with
@@ -476,16 +493,9 @@ def choose_speakers(cfg: CorpusConfig, probe_text: list[str]) -> tuple[list[Voic
         return pool[: len(pool) - n_dev], pool[len(pool) - n_dev:], report
     cands = draw_speakers(math.ceil(need * cfg.pool_factor), cfg.seed)
     by_id = {s.speaker: s for s in cands}
+    extra, probes = split_probe_text(cfg, probe_text)
+    paths, emb = probe_voices(cfg, cands, probes)
     probe_dir = Path(cfg.out_dir) / "local" / "wav" / "probe"
-    _clean_temp(probe_dir)
-    n_extra = cfg.dev_probe_utts
-    extra, probe_text = probe_text[:n_extra], probe_text[n_extra:]
-    probes = [probe_text[k % len(probe_text)] for k in range(cfg.probe_utts)]
-    jobs = [(s, probes[k], probe_dir / s.speaker / f"{s.speaker}-p{k}.wav")
-            for s in cands for k in range(cfg.probe_utts)]
-    run_jobs(jobs, cfg, "probe voices")
-    paths = {s.speaker: [probe_dir / s.speaker / f"{s.speaker}-p{k}.wav" for k in range(cfg.probe_utts)] for s in cands}
-    emb = embed_speakers(paths, cfg, "embed probes")
     before = speaker_distinctness(emb)
     distinct = select_distinct(emb)  # id order; any subset of it stays separated
     log.info("candidates: %s", summarize(before))
@@ -604,14 +614,10 @@ def choose_extra_speakers(cfg: CorpusConfig, probe_text: list[str], existing: li
         return draw_speakers(n, cfg.seed, start=EXTRA_SPEAKER_START)
     cands = draw_speakers(math.ceil(n * cfg.pool_factor), cfg.seed, start=EXTRA_SPEAKER_START)
     by_id = {s.speaker: s for s in existing + cands}
-    probe_dir = Path(cfg.out_dir) / "local" / "wav" / "probe"
-    _clean_temp(probe_dir)
-    probes = [probe_text[cfg.dev_probe_utts:][k % (len(probe_text) - cfg.dev_probe_utts)] for k in range(cfg.probe_utts)]
-    paths = {s: [probe_dir / s / f"{s}-p{k}.wav" for k in range(cfg.probe_utts)] for s in by_id}
-    run_jobs([(by_id[s], probes[k], paths[s][k]) for s in by_id for k in range(cfg.probe_utts)], cfg, "probe voices")
-    emb = embed_speakers(paths, cfg, "embed probes")
-    fixed = [s.speaker for s in existing]
-    new = [s for s in select_distinct(emb, fixed=fixed) if s not in set(fixed)]
+    _, probes = split_probe_text(cfg, probe_text)
+    paths, emb = probe_voices(cfg, existing + cands, probes)
+    fixed = {s.speaker for s in existing}
+    new = [s for s in select_distinct(emb, fixed=fixed) if s not in fixed]
     log.info("%d of %d new candidates are told apart from the %d existing voices and each other", len(new), len(cands), len(fixed))
     if cfg.max_probe_wer is not None:
         n_asr = max(1, min(cfg.asr_probes, cfg.probe_utts))
@@ -634,10 +640,7 @@ def build_train_extra(cfg: CorpusConfig, sentences: list[tuple[int, str]], probe
     speakers = train_spk
     if cfg.extra_speakers > 0:
         speakers = choose_extra_speakers(cfg, probe_text, train_spk + read_voices(cfg, "dev"))
-        p = Path(cfg.out_dir) / "local" / f"voices_{cfg.extra_name}.tsv"
-        cols = list(VoiceSpec.__dataclass_fields__)
-        p.write_text("set\t" + "\t".join(cols) + "\n" + "".join(
-            cfg.extra_name + "\t" + "\t".join(str(getattr(s, c)) for c in cols) + "\n" for s in speakers))
+        write_voices(cfg, {cfg.extra_name: speakers}, f"voices_{cfg.extra_name}.tsv")
     used = {int(line.split(" ", 1)[0].rsplit("-", 1)[1]) for line in text.read_text().splitlines() if line.strip()}
     unread = [(i, t) for i, t in sentences if i not in used]
     log.info("%s: %d speakers, %d sentences that train did not read", cfg.extra_name, len(speakers), len(unread))
@@ -694,13 +697,14 @@ def dev_wer(cfg: CorpusConfig) -> dict:
     return dict(all=ig.wer([t for _, t in flat], hyps), per_speaker=per)
 
 
-def write_voices(cfg: CorpusConfig, train: list[VoiceSpec], dev: list[VoiceSpec]) -> None:
-    p = Path(cfg.out_dir) / "local" / "voices.tsv"
+def write_voices(cfg: CorpusConfig, sets: dict[str, list[VoiceSpec]], file: str = "voices.tsv") -> None:
+    """``local/<file>``: one row per speaker (its set, then every VoiceSpec field); :func:`read_voices` reads it."""
+    p = Path(cfg.out_dir) / "local" / file
     p.parent.mkdir(parents=True, exist_ok=True)
     cols = list(VoiceSpec.__dataclass_fields__)
     with open(p, "w") as f:
         f.write("set\t" + "\t".join(cols) + "\n")
-        for name, specs in (("train", train), ("dev", dev)):
+        for name, specs in sets.items():
             for s in specs:
                 f.write(name + "\t" + "\t".join(str(getattr(s, c)) for c in cols) + "\n")
 
@@ -723,6 +727,14 @@ def _guard_kind(out: Path, cfg: CorpusConfig) -> None:
         raise ConfigError(f"{out} holds a {kind} corpus; build the other kind into another --out (or delete {out})")
 
 
+def train_and_probe_lines(cfg: CorpusConfig) -> tuple[list[tuple[int, str]], list[str]]:
+    """train.txt as (line number, normalised sentence) for the train sets, and the sentences of its last
+    lines, reserved for probing voices ([dev probes..., probes]; none without ``cfg.verify``)."""
+    lines = [(i, normalize(t)) for i, t in enumerate(read_lines(cfg.train_text))]
+    n_probe = (max(cfg.probe_utts, 1) + cfg.dev_probe_utts) if cfg.verify else 0
+    return lines[: len(lines) - n_probe], [t for _, t in lines[len(lines) - n_probe:]]
+
+
 def build_corpus(cfg: CorpusConfig) -> dict:
     """Build every set in ``cfg.sets`` (real first, then train, then dev); returns a summary dict
     (hours per set, selection and distinctness numbers, seconds taken), also written to
@@ -737,13 +749,10 @@ def build_corpus(cfg: CorpusConfig) -> dict:
     if "real" in cfg.sets:
         summary["hours"].update(build_real(cfg))
     if {"train", "dev"} & set(cfg.sets):
-        train_lines = [(i, normalize(t)) for i, t in enumerate(read_lines(cfg.train_text))]
-        # the last lines of train.txt are reserved for probing voices: [dev probes..., probes]
-        n_probe = (max(cfg.probe_utts, 1) + cfg.dev_probe_utts) if cfg.verify else 0
-        probe, train_lines = train_lines[len(train_lines) - n_probe:], train_lines[: len(train_lines) - n_probe]
-        train_spk, dev_spk, sel = choose_speakers(cfg, [t for _, t in probe])
+        train_lines, probe = train_and_probe_lines(cfg)
+        train_spk, dev_spk, sel = choose_speakers(cfg, probe)
         summary["selection"] = sel
-        write_voices(cfg, train_spk, dev_spk)
+        write_voices(cfg, {"train": train_spk, "dev": dev_spk})
         if "train" in cfg.sets:
             summary["hours"]["train"] = build_train(cfg, train_spk, train_lines)
         if "dev" in cfg.sets and dev_spk:
@@ -759,10 +768,7 @@ def build_corpus(cfg: CorpusConfig) -> dict:
                 log.info("dev ground-truth WER (%s, %d utts per speaker): %.3f", cfg.asr,
                          cfg.report_asr_utts, summary["dev_wer"]["all"])
     if "train_extra" in cfg.sets:
-        train_lines = [(i, normalize(t)) for i, t in enumerate(read_lines(cfg.train_text))]
-        n_probe = (max(cfg.probe_utts, 1) + cfg.dev_probe_utts) if cfg.verify else 0
-        probe = [t for _, t in train_lines[len(train_lines) - n_probe:]]
-        summary["hours"][cfg.extra_name] = build_train_extra(cfg, train_lines[: len(train_lines) - n_probe], probe)
+        summary["hours"][cfg.extra_name] = build_train_extra(cfg, *train_and_probe_lines(cfg))
     summary["seconds"] = time.time() - t0
     summary["hours"]["total"] = sum(summary["hours"].values())
     for k, v in summary["hours"].items():

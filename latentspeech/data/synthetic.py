@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -273,7 +273,7 @@ def speaker_distinctness(embeddings: dict[str, np.ndarray]) -> dict:
     )
 
 
-def select_distinct(embeddings: dict[str, np.ndarray], keep: int | None = None, fixed: Sequence[str] = ()) -> list[str]:
+def select_distinct(embeddings: dict[str, np.ndarray], keep: int | None = None, fixed: Iterable[str] = ()) -> list[str]:
     """Drop colliding speakers until every kept one is separated (see :func:`speaker_distinctness`).
 
     Repeatedly removes the speaker with the most confused utterances (ties: the one whose nearest

@@ -226,7 +226,8 @@ def test_smoke_corpus_is_valid_kaldi(smoke_corpus):
 
 def test_train_extra_reads_the_unread_sentences(smoke_corpus):
     """--sets train_extra after a build: train's speakers (or N new ones from spk1000) reading train
-    sentences that train did not use; the main build's summary is kept."""
+    sentences that train did not use (or, with --extra-text read, those it used); the main build's
+    summary is kept."""
     import dataclasses
 
     cfg, out, _ = smoke_corpus
@@ -247,6 +248,16 @@ def test_train_extra_reads_the_unread_sentences(smoke_corpus):
         else:
             assert spk == set(train_text and _kmap(out / "train" / "utt2spk").values())
     assert (out / "local" / "summary.json").read_text() == main_summary
+    # a second set of new voices continues after the first one's ids; --extra-text read: train's sentences
+    c = dataclasses.replace(cfg, sets=("train_extra",), extra_speakers=2, extra_name="train_new2", extra_text="read",
+                            extra_hours=0.0)
+    mdc.build_corpus(c)
+    utt2spk = _check_kaldi_dir(out / "train_new2")
+    assert set(utt2spk.values()) == {"spk1002", "spk1003"}
+    assert {int(u.split("-")[1]) for u in utt2spk} <= used
+    assert mdc.extra_speaker_start(mdc.earlier_extra_voices(dataclasses.replace(c, extra_name="train_new"))) == 1004
+    with pytest.raises(ConfigError, match="--extra-text must be unread or read"):
+        mdc.build_corpus(dataclasses.replace(c, extra_text="all"))
     with pytest.raises(ConfigError, match="unknown corpus set"):
         mdc.build_corpus(dataclasses.replace(cfg, sets=("train_more",)))
     with pytest.raises(ConfigError, match="--extra-name must be a new set name"):

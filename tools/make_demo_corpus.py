@@ -15,9 +15,10 @@ Sets written under ``--out`` (audio under ``--out/local/wav/<set>/``, 16 kHz mon
 - ``train_extra`` (not built by default; ``--sets train_extra`` after a full build): more train speech
   reading the train sentences that ``train`` left unread, until ``--extra-hours``. Its speakers are
   ``train``'s (``--out/local/voices.tsv``), or with ``--extra-speakers N`` N new pseudo-speakers
-  (ids from ``spk1000``), verified like the main build's and told apart from every train and dev
-  voice (the LM's loss on unseen voices is what lags: RESULTS.md, "Session 17").
-  ``--extra-name`` names the set (default ``train_extra``).
+  (ids from ``spk1000``, or after the last id of earlier such sets), verified like the main build's
+  and told apart from every train, dev and earlier extra voice (the LM's loss on unseen voices is
+  what lags: RESULTS.md, "Session 17"). ``--extra-name`` names the set (default ``train_extra``);
+  ``--extra-text read`` has it read the sentences ``train`` read instead (by other voices).
 
 With ``--verify`` (default outside smoke mode) a pool of candidate speakers is synthesized on a few
 probe sentences and embedded with Resemblyzer; speakers that the encoder confuses are dropped, and
@@ -37,6 +38,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -77,6 +79,7 @@ class CorpusConfig:
     extra_hours: float = 10.0  # target hours of train_extra (train's speakers reading its unread sentences)
     extra_speakers: int = 0  # train_extra: 0 = train's speakers; N = N new verified pseudo-speakers
     extra_name: str = "train_extra"  # the set's name
+    extra_text: str = "unread"  # train_extra's sentences: "unread" = those train left unread, "read" = train's own
     num_speakers: int = 110  # synthetic train speakers
     num_dev_speakers: int = 12  # held-out synthetic speakers
     min_utts: int = 30  # at least this many utterances per train speaker
@@ -121,6 +124,8 @@ class CorpusConfig:
             raise ConfigError(f"--extra-name must be a new set name (letters, digits, _), got '{self.extra_name}'")
         if self.extra_speakers < 0:
             raise ConfigError(f"--extra-speakers must be >= 0, got {self.extra_speakers}")
+        if self.extra_text not in ("unread", "read"):
+            raise ConfigError(f"--extra-text must be unread or read, got '{self.extra_text}'")
         for p in (self.train_text, self.dev_text):
             if not Path(p).is_file():
                 raise ConfigError(f"text file not found: {p}")
@@ -585,9 +590,9 @@ def build_train(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tu
     return total / 3600
 
 
-def read_voices(cfg: CorpusConfig, which: str = "train") -> list[VoiceSpec]:
-    """The speakers of an earlier build (``local/voices.tsv``), in their order."""
-    p = Path(cfg.out_dir) / "local" / "voices.tsv"
+def read_voices(cfg: CorpusConfig, which: str = "train", file: str = "voices.tsv") -> list[VoiceSpec]:
+    """The speakers of set ``which`` in an earlier build's ``local/<file>``, in their order."""
+    p = Path(cfg.out_dir) / "local" / file
     if not p.is_file():
         raise DataDirError(f"{p} not found: build the corpus (--sets real,train,dev) before train_extra")
     lines = p.read_text().splitlines()
@@ -603,16 +608,34 @@ def read_voices(cfg: CorpusConfig, which: str = "train") -> list[VoiceSpec]:
 EXTRA_SPEAKER_START = 1000
 
 
-def choose_extra_speakers(cfg: CorpusConfig, probe_text: list[str], existing: list[VoiceSpec]) -> list[VoiceSpec]:
+def earlier_extra_voices(cfg: CorpusConfig) -> list[VoiceSpec]:
+    """The new speakers of the other extra sets built before (``local/voices_<name>.tsv``)."""
+    out = []
+    for p in sorted((Path(cfg.out_dir) / "local").glob("voices_*.tsv")):
+        name = p.name[len("voices_"):-len(".tsv")]
+        if name != cfg.extra_name:
+            out += read_voices(cfg, name, p.name)
+    return out
+
+
+def extra_speaker_start(earlier: list[VoiceSpec]) -> int:
+    """The first id of a new extra set's candidates: :data:`EXTRA_SPEAKER_START`, or past the
+    earlier extra sets' ids (the same seed would otherwise draw the same voices again)."""
+    ids = [int(m.group(1)) for s in earlier if (m := re.fullmatch(r"\D*(\d+)", s.speaker))]
+    return max([EXTRA_SPEAKER_START] + [i + 1 for i in ids])
+
+
+def choose_extra_speakers(cfg: CorpusConfig, probe_text: list[str], existing: list[VoiceSpec],
+                          start: int = EXTRA_SPEAKER_START) -> list[VoiceSpec]:
     """``cfg.extra_speakers`` new pseudo-speakers, checked as :func:`choose_speakers` checks the main
-    build's: a candidate pool (ids from :data:`EXTRA_SPEAKER_START`) is synthesized on the probe
+    build's: a candidate pool (ids from ``start``) is synthesized on the probe
     sentences; Resemblyzer must tell each kept one from every ``existing`` voice and from each
     other (the existing ones are never dropped), and with ``cfg.max_probe_wer`` the probe ASR must
     understand it."""
     n = cfg.extra_speakers
     if not cfg.verify:
-        return draw_speakers(n, cfg.seed, start=EXTRA_SPEAKER_START)
-    cands = draw_speakers(math.ceil(n * cfg.pool_factor), cfg.seed, start=EXTRA_SPEAKER_START)
+        return draw_speakers(n, cfg.seed, start=start)
+    cands = draw_speakers(math.ceil(n * cfg.pool_factor), cfg.seed, start=start)
     by_id = {s.speaker: s for s in existing + cands}
     _, probes = split_probe_text(cfg, probe_text)
     paths, emb = probe_voices(cfg, existing + cands, probes)
@@ -631,20 +654,24 @@ def choose_extra_speakers(cfg: CorpusConfig, probe_text: list[str], existing: li
 
 def build_train_extra(cfg: CorpusConfig, sentences: list[tuple[int, str]], probe_text: list[str]) -> float:
     """``train_extra``: more train speech on the sentences ``train`` did not use (its utterance ids end
-    in the line number), ``cfg.extra_hours`` of it, read by ``train``'s speakers or by
-    ``cfg.extra_speakers`` new ones (:func:`choose_extra_speakers`). Returns hours."""
+    in the line number; with ``cfg.extra_text == "read"`` the ones it did), ``cfg.extra_hours`` of it,
+    read by ``train``'s speakers or by ``cfg.extra_speakers`` new ones (:func:`choose_extra_speakers`,
+    told apart from the train, dev and earlier extra sets' voices). Returns hours."""
     train_spk = read_voices(cfg)
     text = Path(cfg.out_dir) / "train" / "text"
     if not train_spk or not text.is_file():
         raise DataDirError(f"no train set in {cfg.out_dir} (voices.tsv, train/text): build it before train_extra")
     speakers = train_spk
     if cfg.extra_speakers > 0:
-        speakers = choose_extra_speakers(cfg, probe_text, train_spk + read_voices(cfg, "dev"))
+        earlier = earlier_extra_voices(cfg)
+        speakers = choose_extra_speakers(cfg, probe_text, train_spk + read_voices(cfg, "dev") + earlier,
+                                         start=extra_speaker_start(earlier))
         write_voices(cfg, {cfg.extra_name: speakers}, f"voices_{cfg.extra_name}.tsv")
     used = {int(line.split(" ", 1)[0].rsplit("-", 1)[1]) for line in text.read_text().splitlines() if line.strip()}
-    unread = [(i, t) for i, t in sentences if i not in used]
-    log.info("%s: %d speakers, %d sentences that train did not read", cfg.extra_name, len(speakers), len(unread))
-    return build_train(cfg, speakers, unread, name=cfg.extra_name, hours=cfg.extra_hours)
+    chosen = [(i, t) for i, t in sentences if (i in used) == (cfg.extra_text == "read")]
+    log.info("%s: %d speakers, %d sentences that train %s", cfg.extra_name, len(speakers), len(chosen),
+             "read" if cfg.extra_text == "read" else "did not read")
+    return build_train(cfg, speakers, chosen, name=cfg.extra_name, hours=cfg.extra_hours)
 
 
 def build_dev(cfg: CorpusConfig, speakers: list[VoiceSpec], sentences: list[tuple[int, str]]) -> float:
@@ -813,13 +840,15 @@ def parse_args(argv: list[str] | None = None) -> CorpusConfig:
     ap.add_argument("--extra-speakers", type=int, default=d.extra_speakers,
                     help="train_extra's speakers: 0 = train's; N = N new pseudo-speakers, verified like the main build's")
     ap.add_argument("--extra-name", default=d.extra_name, help="the name of the train_extra set")
+    ap.add_argument("--extra-text", choices=("unread", "read"), default=d.extra_text,
+                    help="train_extra's sentences: those train left unread, or those it read (by other voices)")
     ap.add_argument("--smoke", type=_bool, nargs="?", const=True, default=False, help="tiny corpus in seconds")
     ap.add_argument("--train-text", default=d.train_text)
     ap.add_argument("--dev-text", default=d.dev_text)
     ap.add_argument("--real-dir", default=d.real_dir)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    kw = dict(out_dir=a.out, seed=a.seed, extra_hours=a.extra_hours, extra_speakers=a.extra_speakers, extra_name=a.extra_name, max_dev_probe_wer=a.max_dev_probe_wer, nj=a.nj, sets=tuple(x for x in a.sets.split(",") if x),
+    kw = dict(out_dir=a.out, seed=a.seed, extra_hours=a.extra_hours, extra_speakers=a.extra_speakers, extra_name=a.extra_name, extra_text=a.extra_text, max_dev_probe_wer=a.max_dev_probe_wer, nj=a.nj, sets=tuple(x for x in a.sets.split(",") if x),
               train_text=a.train_text, dev_text=a.dev_text, real_dir=a.real_dir, progress=not a.no_progress)
     if a.verify is not None:
         kw["verify"] = a.verify

@@ -7,7 +7,8 @@
 # Options (all passed to tools/make_demo_corpus.py; an unknown one fails):
 #   --out DIR  --nj N  --hours H  --num-speakers N  --num-dev-speakers N  --min-utts N
 #   --num-real-test N  --seed S  --verify true|false  --sets real,train,dev[,train_extra]  --smoke true|false
-#   --extra-hours H  --extra-speakers N  --extra-name NAME   (the optional train_extra set, after a full build)
+#   --extra-hours H  --extra-speakers N  --extra-name NAME  --extra-text unread|read
+#                                         (the optional train_extra set, after a full build)
 # Re-running skips finished audio. Audio lives in DIR/local/wav/, referenced by absolute path.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -609,7 +609,9 @@ EXTRA_SPEAKER_START = 1000
 
 
 def earlier_extra_voices(cfg: CorpusConfig) -> list[VoiceSpec]:
-    """The new speakers of the other extra sets built before (``local/voices_<name>.tsv``)."""
+    """The new speakers of the other extra sets found in ``local/voices_<name>.tsv``. They decide a new
+    set's first id, so to rebuild the same voices, rebuild extra sets in the order they were first
+    built (the one egs/demo/tts1/README.md lists)."""
     out = []
     for p in sorted((Path(cfg.out_dir) / "local").glob("voices_*.tsv")):
         name = p.name[len("voices_"):-len(".tsv")]

@@ -167,6 +167,7 @@ def _load_system(system: str, opts: dict) -> dict:
 
     conf = REPO / "egs/demo/tts1/conf"
     vocab = PhoneVocab()
+    recognizer, candidates = None, 1  # a LatentLM model dir with a recognizer/ draws `candidates` per sentence
     spec = opts["latentlm"] if system == "latentlm" else opts["valle"]
     random_weights = spec in (None, "random")
     if system == "latentlm":
@@ -180,6 +181,11 @@ def _load_system(system: str, opts: dict) -> dict:
 
             model, md = load_latentlm(spec)
             codec, name = load_codec(md.path / "codec"), str(md.path)
+            if (md.path / "recognizer" / "config.yaml").is_file() and opts.get("candidates") != 1:
+                from latentspeech.lm.recognizer import load_recognizer
+
+                recognizer = load_recognizer(md.path / "recognizer", vocab)
+                candidates = opts.get("candidates") or recognizer.cfg.candidates
         params = model.num_parameters()
     else:
         from latentspeech.baseline.valle import VALLE, load_valle
@@ -197,14 +203,17 @@ def _load_system(system: str, opts: dict) -> dict:
             model, codec, vocab, _ = load_valle(spec)
             name = spec
         params = model.num_parameters()["total"]
+    if candidates > 1:
+        name += f" (best of {candidates} candidates)"
     return {"system": system, "model": model, "codec": codec, "vocab": vocab, "name": name, "params": params,
-            "random": random_weights, "rss_loaded_MB": _rss_mb()}
+            "random": random_weights, "rss_loaded_MB": _rss_mb(), "recognizer": recognizer, "candidates": candidates}
 
 
 @torch.no_grad()
 def _time_system(loaded: dict, text: str, prompt_path: str, opts: dict) -> dict:
     """Synthesize ``text`` in the voice of ``prompt_path`` ``opts["reps"]`` times; the figures of the fastest."""
     from latentspeech.audio import prepare_prompt
+    from latentspeech.lm.recognizer import best_candidates
     from latentspeech.text import TextFrontend
 
     system, model, codec, random_weights = loaded["system"], loaded["model"], loaded["codec"], loaded["random"]
@@ -219,13 +228,14 @@ def _time_system(loaded: dict, text: str, prompt_path: str, opts: dict) -> dict:
             prompt = codec.normalize(codec.encode(wav))[0].transpose(0, 1)
             t1, c1 = time.perf_counter(), time.process_time()
             tokens = None if frames is None else -(-frames // model.cfg.patch_size)
-            out = model.generate([phones], prompt, steps=opts["steps"], cfg_scale=opts["cfg"], generator=g,
+            n = loaded["candidates"]
+            out = model.generate([phones] * n, prompt, steps=opts["steps"], cfg_scale=opts["cfg"], generator=g,
                                  max_frames=tokens, use_stop=not random_weights)
+            z = best_candidates(loaded["recognizer"], out.latents, [phones], n)[0]
             t2, c2 = time.perf_counter(), time.process_time()
-            z = out.latents[0]
             audio = codec.decode(codec.denormalize(z.transpose(0, 1)[None]))
             n_frames, calls = z.shape[0], out.transformer_passes
-            passes = calls * (2 if opts["cfg"] != 1.0 else 1)  # CFG: unconditional rows = one more pass
+            passes = calls * n * (2 if opts["cfg"] != 1.0 else 1)  # candidate and CFG rows count as passes too
             head, stopped = out.head_evals, bool(out.stopped[0])
         else:
             from latentspeech.baseline.valle import DEFAULT_RAS_THRESHOLD, DEFAULT_RAS_WINDOW, DEFAULT_TOP_K
@@ -277,7 +287,8 @@ def compare_paired(args, texts: list[str], prompts: list[str]) -> int:
 
     opts = {"latentlm": args.model, "valle": args.valle, "latentlm_config": args.config,
             "valle_config": args.valle_config, "seconds": args.seconds, "steps": args.lm_steps, "cfg": args.lm_cfg,
-            "reps": args.reps, "threads": args.threads, "seed": 0, "eager_sampler": args.eager_sampler}
+            "reps": args.reps, "threads": args.threads, "seed": 0, "eager_sampler": args.eager_sampler,
+            "candidates": args.lm_candidates}
     ctx = mp.get_context("spawn")
     pools = {s: ctx.Pool(1, initializer=_worker_init, initargs=(s, opts)) for s in ("latentlm", "valle")}
     pairs = [(t, p) for t in texts for p in prompts]
@@ -326,7 +337,7 @@ def compare_valle(args) -> int:
     opts = {"latentlm": args.model, "valle": args.valle, "latentlm_config": args.config,
             "valle_config": args.valle_config, "text": args.text, "prompt": str(args.prompt), "seconds": args.seconds,
             "steps": args.lm_steps, "cfg": args.lm_cfg, "reps": args.reps, "threads": args.threads, "seed": 0,
-            "eager_sampler": args.eager_sampler}
+            "eager_sampler": args.eager_sampler, "candidates": args.lm_candidates}
     ctx = mp.get_context("spawn")
     rows = []
     for system in ("latentlm", "valle"):
@@ -384,6 +395,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lm-steps", type=int, default=10, help="--valle: LatentLM sampler steps")
     ap.add_argument("--lm-cfg", type=float, default=None,
                     help="--valle: LatentLM CFG scale (default 2; 1 for a guidance-distilled model)")
+    ap.add_argument("--lm-candidates", type=int, default=None, metavar="N",
+                    help="--valle: LatentLM candidates per sentence, the recognizer keeping the clearest "
+                         "(default: the model dir's recognizer/ setting; 1 = one draw)")
     ap.add_argument("--eager-sampler", action="store_true",
                     help="--valle: the LatentLM head's sampler loop eagerly (diffusion.TRACE_SAMPLER = False)")
     args = ap.parse_args(argv)

@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, TextError
+from .errors import CheckpointError, ConfigError, TextError
 
 __all__ = ["TTS", "LatentLMBackend", "BACKENDS", "register_backend", "MAX_TEXT_CHARS"]
 
@@ -45,6 +45,8 @@ DEFAULT_STEPS = 10
 DEFAULT_CFG = 2.0
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_PAUSE = 0.3
+#: Optional sub-dir of a LatentLM model dir: a phone recognizer that picks the clearest of N candidates.
+RECOGNIZER = "recognizer"
 
 #: kind → "module:Class" of its backend.
 BACKENDS: dict[str, str] = {
@@ -90,8 +92,11 @@ class LatentLMBackend(SpeechBackend):
 
     kind = "latentlm"
 
-    def __init__(self, model, codec, frontend, meta: dict, path: Path | None = None):
+    def __init__(self, model, codec, frontend, meta: dict, path: Path | None = None, recognizer=None,
+                 candidates: int = 1):
         super().__init__(model, codec, frontend, meta, path)
+        self.recognizer = recognizer  # picks the clearest of several candidates (lm/recognizer.py), optional
+        self.default_candidates = candidates if recognizer is not None else 1
         if codec.latent_dim != model.cfg.latent_dim:
             raise CheckpointError(f"{path}: codec latent_dim {codec.latent_dim} != model latent_dim {model.cfg.latent_dim}")
         infer = meta.get("inference") or {}
@@ -114,7 +119,13 @@ class LatentLMBackend(SpeechBackend):
             vocab = PhoneVocab.from_dict(md.meta.get("phone_vocab"))
         except Exception as e:  # ConfigError: incompatible or missing vocabulary
             raise CheckpointError(f"{md.path}: {e}") from None
-        return cls(model, codec, TextFrontend(vocab), md.meta, md.path)
+        recognizer, candidates = None, 1
+        if (md.path / RECOGNIZER / "config.yaml").is_file():  # optional: candidate reranking
+            from .lm.recognizer import load_recognizer
+
+            recognizer = load_recognizer(md.path / RECOGNIZER, vocab).to(device or "cpu")
+            candidates = recognizer.cfg.candidates
+        return cls(model, codec, TextFrontend(vocab), md.meta, md.path, recognizer, candidates)
 
     @property
     def device(self):
@@ -130,10 +141,17 @@ class LatentLMBackend(SpeechBackend):
 
     def synthesize(self, sentences: Sequence[str], prompt_wav: np.ndarray, *, steps: int | None = None,
                    cfg: float | None = None, temperature: float | None = None, generator=None, batch_size: int = 8,
-                   progress: bool | None = None) -> list[np.ndarray]:
+                   progress: bool | None = None, candidates: int | None = None) -> list[np.ndarray]:
         import torch
         from tqdm.auto import tqdm
 
+        from .lm.recognizer import best_candidates
+
+        n_cand = self.default_candidates if candidates is None else int(candidates)
+        if n_cand < 1:
+            raise ConfigError(f"candidates must be >= 1, got {n_cand}")
+        if n_cand > 1 and self.recognizer is None:
+            raise ConfigError(f"{self.path}: this model has no {RECOGNIZER}/ to choose among candidates: use candidates=1")
         steps = steps or self.default_steps
         cfg = self.default_cfg if cfg is None else float(cfg)
         temperature = self.default_temperature if temperature is None else float(temperature)
@@ -149,14 +167,16 @@ class LatentLMBackend(SpeechBackend):
         # progress=None: a bar for several sentences on a terminal (tqdm's disable=None: off when not a TTY)
         bar = tqdm(total=len(ids), unit="sent", disable=(True if len(ids) <= 1 else None) if progress is None
                    else not progress, desc="synthesizing")
+        per_batch = max(1, batch_size // n_cand)  # sentences per batch: each takes n_cand rows
         with torch.inference_mode():
-            for k in range(0, len(order), batch_size):
-                rows = order[k : k + batch_size]
+            for k in range(0, len(order), per_batch):
+                rows = order[k : k + per_batch]
                 batch = [ids[i] for i in rows]
                 cap = room - max(len(b) for b in batch)
-                gen = self.model.generate(batch, prompt, steps=steps, cfg_scale=cfg, temperature=temperature,
-                                          generator=generator, max_frames=cap)
-                for i, z in zip(rows, gen.latents):
+                gen = self.model.generate([b for b in batch for _ in range(n_cand)], prompt, steps=steps, cfg_scale=cfg,
+                                          temperature=temperature, generator=generator, max_frames=cap)
+                chosen = best_candidates(self.recognizer, gen.latents, batch, n_cand)  # the clearest per sentence
+                for i, z in zip(rows, chosen):
                     if z.shape[0] == 0:
                         out[i] = np.zeros(0, np.float32)
                         continue
@@ -216,7 +236,8 @@ class TTS:
 
     def speak(self, text: str, prompt, sample_rate: int | None = None, steps: int | None = None,
               cfg: float | None = None, seed: int | None = None, temperature: float | None = None, batch_size: int = 8,
-              pause: float = DEFAULT_PAUSE, progress: bool | None = None) -> tuple[np.ndarray, int]:
+              pause: float = DEFAULT_PAUSE, progress: bool | None = None,
+              candidates: int | None = None) -> tuple[np.ndarray, int]:
         """Synthesize ``text`` in the voice of ``prompt`` → (float32 mono waveform, sample rate).
 
         ``prompt``: an audio file path, or an array of samples at ``sample_rate`` (default: the
@@ -224,6 +245,8 @@ class TTS:
         ``steps``: diffusion sampler steps per frame; ``cfg``: guidance scale (1 = off); both default
         to the model's recommendation, as does ``temperature`` (the sampling noise scale).
         ``seed``: reproducible output.
+        ``candidates``: draw each sentence N times in one batch and keep the one the model's phone
+        recognizer reads best (LatentLM models with a ``recognizer/``; default: the model's setting).
         """
         import torch
 
@@ -237,8 +260,9 @@ class TTS:
             gen.manual_seed(int(seed))
         else:
             gen.seed()
+        extra = {} if candidates is None else {"candidates": candidates}
         parts = self.backend.synthesize(sentences, wav, steps=steps, cfg=cfg, temperature=temperature,
-                                        generator=gen, batch_size=batch_size, progress=progress)
+                                        generator=gen, batch_size=batch_size, progress=progress, **extra)
         gap = np.zeros(int(round(pause * self.sample_rate)), np.float32)
         pieces: list[np.ndarray] = []
         for i, p in enumerate(parts):

@@ -14,6 +14,7 @@
 #            (+ --codec-finetune-config: a decoder-only fine-tune)         -> $expdir/codec_ft/model
 #   stage 4  extract latents of every set                                 -> $dumpdir/latents/<set>
 #   stage 5  train LatentLM (pointer configs: phone durations first)      -> $expdir/latentlm/model
+#            + the phone recognizer that picks among its candidates       -> $expdir/latentlm/model/recognizer
 #   stage 6  VALL-E baseline: RVQ codec (+ --codec-rvq-finetune-config), codes, AR+NAR model -> $expdir/{codec_rvq,valle}/model
 #   stage 7  decode the evaluation protocols with both systems            -> $expdir/decode/<unit>/<system>/wav
 #            (ref-utt prompts on each test set; --cross-sets P:T: voices of P reading sentences of T)
@@ -66,6 +67,9 @@ codec_rvq_finetune_config=""  # stage 6: the same for the RVQ codec (e.g. conf/c
 codec_train_args=""     # extra arguments of `latentspeech codec train`
 latentlm_train_args=""  # extra arguments of `latentspeech train latentlm`
 aligner_args=""         # stage 5, pointer-mode configs: extra arguments of `latentspeech align` (e.g. "--steps 200")
+recognizer=true         # stage 5: train a CTC phone recognizer on the LM's sets and attach it to the LatentLM, which
+                        # then draws N candidates per sentence and keeps the clearest (RESULTS.md, session 19)
+recognizer_args=""      # extra arguments of `latentspeech recognizer` (e.g. "--steps 500 --candidates 3")
 valle_train_args=""     # extra arguments of `latentspeech train valle`
 run_baseline=true       # stage 6 and the baseline's decoding/evaluation
 cross_sets=""           # extra evaluations "PROMPTSET:TEXTSET ...": voices of one set read sentences of another
@@ -362,6 +366,23 @@ if stage_on 5; then
     latentspeech train latentlm --config "$latentlm_config" $(lm_train_args --latents latents) \
     --valid-data "$dumpdir/raw/$valid_set" --valid-latents "$dumpdir/latents/$valid_set" \
     --codec "$codec_model" --out "$expdir/latentlm" $latentlm_train_args
+  if [ "$recognizer" = true ]; then
+    need_cli 5 recognizer
+    # shellcheck disable=SC2046,SC2086
+    rec_key=$(fingerprint "$expdir/latentlm/model/model.safetensors" $(markers extract_latents $lm_sets) \
+      $(markers phonemize $lm_train_sets) "$recognizer_args")
+    if is_done "$expdir/recognizer/.done" "$rec_key" && [ -f "$expdir/latentlm/model/recognizer/model.safetensors" ]; then
+      log "  recognizer: done before ($expdir/recognizer/.done)"
+    else
+      log "  recognizer: training + attaching to $expdir/latentlm/model, log in $expdir/recognizer/log/train.log"
+      # shellcheck disable=SC2046,SC2086
+      $train_cmd "$expdir/recognizer/log/train.log" latentspeech recognizer --no-progress $(lm_train_args --latents latents) \
+        --valid-data "$dumpdir/raw/$valid_set" --valid-latents "$dumpdir/latents/$valid_set" \
+        --out "$expdir/recognizer" --attach "$expdir/latentlm/model" $recognizer_args \
+        || die "stage 5: the recognizer failed, see $expdir/recognizer/log/train.log"
+      mark_done "$expdir/recognizer/.done" "$rec_key"
+    fi
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------

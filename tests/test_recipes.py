@@ -473,6 +473,8 @@ def test_demo_smoke_run(tmp_path, shared_dir):
         pytest.skip(f"smoke run stopped at stage {m.group(1)}: {m.group(2)} has not landed yet")
     assert (tmp_path / "exp/decode/dev/summary.tsv").is_file()
     assert (tmp_path / "exp/packed/latentlm/model.safetensors").is_file()
+    # stage 5 attached the phone recognizer that picks among candidates; the package carries it
+    assert (tmp_path / "exp/packed/latentlm/recognizer/model.safetensors").is_file()
     # --extra-train-sets real_train:2: once in the aligner, two copies in each LM's training command
     real = f"--data {tmp_path / 'dump'}/raw/real_train"
     assert (tmp_path / "exp/aligner/log/align.log").read_text().splitlines()[0].count(real) == 1

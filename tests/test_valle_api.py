@@ -11,7 +11,7 @@ import torch
 from latentspeech.api import TTS
 from latentspeech.baseline.valle import VALLE, VALLEConfig, save_valle
 from latentspeech.cli import main
-from latentspeech.errors import CheckpointError
+from latentspeech.errors import CheckpointError, ConfigError
 from latentspeech.lm.transformer import TransformerConfig
 
 SR, Q, K = 16000, 3, 16
@@ -65,6 +65,9 @@ def test_tts_loads_a_valle_dir_and_is_seeded(model_dir, prompt_wav):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     out = tts.backend.last_output
     assert c.size == int(out.lengths[0]) * 320 and out.nar_passes == Q - 1  # the last call; 50 Hz codes
+    assert np.array_equal(tts.speak("Hello world.", prompt=prompt_wav, seed=7, candidates=1)[0], a)
+    with pytest.raises(ConfigError, match="draws one candidate per sentence"):  # no recognizer to choose with
+        tts.speak("Hello world.", prompt=prompt_wav, candidates=3)
 
 
 def test_several_sentences_are_batched(model_dir, prompt_wav):

@@ -683,11 +683,14 @@ class VALLEBackend(SpeechBackend):
 
     def synthesize(self, sentences: Sequence[str], prompt_wav, *, steps: int | None = None, cfg: float | None = None,
                    temperature: float | None = None, generator: torch.Generator | None = None, batch_size: int = 8,
-                   progress: bool | None = None) -> list:
+                   progress: bool | None = None, candidates: int | None = None) -> list:
         """One waveform (float32 numpy) per sentence; sentences of similar length share a batch."""
         from tqdm.auto import tqdm
 
-        from ..errors import TextError
+        from ..errors import ConfigError, TextError
+
+        if candidates not in (None, 1):
+            raise ConfigError(f"the VALL-E baseline draws one candidate per sentence, got candidates={candidates}")
 
         temperature = 1.0 if temperature is None else float(temperature)  # AR code sampling
         ids = self.frontend.encode_batch(list(sentences))

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "latentspeech.cli.codec",  # codec train / encode / decode / extract
     "latentspeech.cli.align",  # align (phone durations for LatentLM's pointer mode)
     "latentspeech.cli.train",  # train latentlm / valle
+    "latentspeech.cli.recognizer",  # recognizer (picks the clearest of a LatentLM's candidates)
     "latentspeech.cli.eval",  # eval
 ]
 

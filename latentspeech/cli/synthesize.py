@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: the model's recommendation, else 1.0)")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (same seed: same audio on CPU)")
+    p.add_argument("--candidates", type=int, default=None, metavar="N",
+                   help="draw each sentence N times and keep the one the model's phone recognizer reads best "
+                        "(LatentLM models with a recognizer/; default: the model's setting, 1 = off)")
     p.add_argument("--batch-size", type=int, default=8, help="sentences generated together (default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
@@ -70,13 +73,15 @@ def run_synthesize(args) -> int:
         raise ConfigError(f"--steps must be between 1 and 100, got {args.steps}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.candidates is not None and not 1 <= args.candidates <= 16:
+        raise ConfigError(f"--candidates must be between 1 and 16, got {args.candidates}")
     set_threads(args.threads)
     text = read_text(args)
     t0 = time.perf_counter()
     tts = TTS.from_pretrained(args.model, device=args.device)
     t1 = time.perf_counter()
     path = tts.speak_to_file(args.out, text, prompt=args.prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
-                             temperature=args.temperature, batch_size=args.batch_size)
+                             temperature=args.temperature, batch_size=args.batch_size, candidates=args.candidates)
     t2 = time.perf_counter()
     import soundfile as sf
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Synthesize every line of a decode list with one model (one job of recipe stage 7).
 
-    decode_list.py [--model M] [--seed N] [--steps N] [--cfg F] [--temperature T] [--threads N] [--engine api|cli] LIST WAV_DIR
+    decode_list.py [--model M] [--seed N] [--steps N] [--cfg F] [--temperature T] [--candidates N] [--threads N] [--engine api|cli] LIST WAV_DIR
 
 LIST has tab-separated lines ``utt_id prompt text [ref_wav]`` (a header line starting with
 ``utt_id`` is skipped); each becomes ``WAV_DIR/<utt_id>.wav``. Outputs that exist are skipped,
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--cfg", type=float, default=None)
     ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--candidates", type=int, default=None, help="LatentLM: candidates per sentence (default: the model's)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per job (default 1; 0 = torch's default)")
     ap.add_argument("--engine", choices=("api", "cli"), default="api")
     args = ap.parse_args(argv)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.time()
             try:
                 tts.speak_to_file(out_dir / f"{utt}.wav", text, prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
-                                  temperature=args.temperature)
+                                  temperature=args.temperature, candidates=args.candidates)
             except LatentSpeechError as e:
                 print(f"error: {utt}: {e}", file=sys.stderr)
                 return 1
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--steps", str(args.steps)] if args.steps is not None else []
             cmd += ["--cfg", str(args.cfg)] if args.cfg is not None else []
             cmd += ["--temperature", str(args.temperature)] if args.temperature is not None else []
+            cmd += ["--candidates", str(args.candidates)] if args.candidates is not None else []
             if subprocess.run(cmd).returncode != 0:
                 print(f"error: synthesizing {utt} failed", file=sys.stderr)
                 return 1

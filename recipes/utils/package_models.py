@@ -50,7 +50,8 @@ def data_summary(data_dir: Path) -> str:
     return f"`{data_dir}`: {len(d)} utterances, {len(d.speakers)} speakers, {d.total_hours():.2f} hours"
 
 
-def model_card(name: str, cfg: dict, train_data: str | None, results: dict[str, str], recipe: str | None) -> str:
+def model_card(name: str, cfg: dict, train_data: str | None, results: dict[str, str], recipe: str | None,
+               candidates: int | None = None) -> str:
     kind = cfg.get("kind", "unknown")
     lines = [
         f"# {name}",
@@ -71,6 +72,10 @@ def model_card(name: str, cfg: dict, train_data: str | None, results: dict[str, 
     ]
     if kind == "latentlm" or kind == "valle":
         lines[-1:-1] = ["", f"`latentspeech synthesize --model path/to/{name} --text 'Hello.' --prompt voice.wav -o out.wav`"]
+    if candidates:
+        lines[-1:-1] = ["", f"`recognizer/` holds a CTC phone recognizer on the latents: the model draws {candidates} "
+                            "candidates per sentence in one batch and keeps the one it reads best (`--candidates 1`: "
+                            "a single draw)."]
     lines += ["## Training", ""]
     if recipe:
         if "/egs/" in f"/{recipe}":  # this toolkit's recipes: the path from the repository root, not this machine's
@@ -117,7 +122,9 @@ def package(name: str, src: Path, out_root: Path, train_data: str | None, result
             shutil.copy2(f, tmp / rel)
             if dtype and f.suffix == ".safetensors":
                 cast_weights(tmp / rel, dtype)
-    (tmp / "README.md").write_text(model_card(name, _yaml(src / "config.yaml"), train_data, results, recipe),
+    rec = src / "recognizer" / "config.yaml"
+    candidates = (_yaml(rec).get("config") or {}).get("candidates") if rec.is_file() else None
+    (tmp / "README.md").write_text(model_card(name, _yaml(src / "config.yaml"), train_data, results, recipe, candidates),
                                    encoding="utf-8")
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)

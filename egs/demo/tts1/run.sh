@@ -33,7 +33,7 @@ if [ "$smoke" = true ]; then
   datadir=${datadir:-data/smoke}; dumpdir=${dumpdir:-dump/smoke}; expdir=${expdir:-exp/smoke}
   local_data_opts="--out $datadir --smoke true"
   eval_opts=(--eval-num-utts 2 --eval-min-dur 0.5 --eval-max-dur 30 --min-dur 0.5 --cross-num-utts 1 --decode-args "--steps 1"
-             --aligner-args "--steps 2 --batch-size 2")
+             --aligner-args "--steps 2 --batch-size 2" --recognizer-args "--steps 2 --batch-size 2")
 else
   datadir=${datadir:-data}; dumpdir=${dumpdir:-dump}; expdir=${expdir:-exp}
   local_data_opts="--out $datadir"

@@ -1,0 +1,237 @@
+"""A phone recognizer on speech latents (CTC), used to pick the most intelligible of several candidates.
+
+Sampling is what makes next-token diffusion speak, and what makes it mispronounce: the same sentence
+drawn three times can be read well once and garbled once (RESULTS.md, "Session 19"). With
+``candidates: N`` the LatentLM draws N latent sequences for a sentence in one batch and keeps the
+one this recognizer finds closest to the sentence's phones, before the codec decodes anything:
+
+* :class:`PhoneRecognizer` maps normalised latents [B, T, D] (each utterance's mean removed, so the
+  voice matters less) to per-frame log-probabilities over the phone inventory, the padding id
+  standing for CTC's blank (convolutions → a small bidirectional Transformer → a linear layer).
+* :func:`phone_scores` is the CTC log-likelihood of each candidate's phones per phone (higher: read
+  more clearly); only *sounding* tokens (:func:`~latentspeech.lm.aligner.silent_token_ids`) are targets.
+* :func:`train_recognizer` fits it on the LM's own training sources, with Gaussian noise on the input
+  (generated latents are not exact encodings), and :func:`phone_error_rate` measures it (greedy CTC).
+
+    rec = train_recognizer(sources, vocab, steps=1500)
+    save_recognizer(rec, "exp/recognizer/model", {"phone_vocab": vocab.to_dict()})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import DataDirError
+from .aligner import silent_token_ids
+from .transformer import Transformer, TransformerConfig
+
+__all__ = ["RecognizerConfig", "PhoneRecognizer", "phone_targets", "phone_scores", "best_candidates", "phone_error_rate",
+           "train_recognizer", "save_recognizer", "load_recognizer"]
+
+
+@dataclass
+class RecognizerConfig:
+    vocab_size: int = 128
+    pad_id: int = 0  # also CTC's blank
+    latent_dim: int = 32
+    dim: int = 192
+    conv_layers: int = 3
+    kernel_size: int = 5
+    transformer_layers: int = 3
+    n_heads: int = 4
+    input_noise: float = 0.3  # training: the input gets N(0, σ²), σ ~ U(0, input_noise) per utterance
+    silent_ids: list[int] = dataclasses.field(default_factory=list)  # tokens that are never targets
+    candidates: int = 2  # how many candidates a LatentLM holding this recognizer draws per sentence by default
+
+
+class PhoneRecognizer(nn.Module):
+    """Normalised latents → per-frame CTC log-probabilities over the phone inventory."""
+
+    def __init__(self, cfg: RecognizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Linear(cfg.latent_dim, cfg.dim)
+        self.convs = nn.ModuleList(nn.Conv1d(cfg.dim, cfg.dim, cfg.kernel_size, padding=cfg.kernel_size // 2)
+                                   for _ in range(cfg.conv_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(cfg.conv_layers))
+        self.encoder = Transformer(TransformerConfig(dim=cfg.dim, n_layers=cfg.transformer_layers,
+                                                     n_heads=cfg.n_heads, causal=False, max_seq_len=4096))
+        self.out = nn.Linear(cfg.dim, cfg.vocab_size)
+
+    def forward(self, z: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """z [B, T, D], lens [B] → log-probabilities [B, T, vocab_size]."""
+        valid = (torch.arange(z.shape[1], device=z.device)[None] < lens[:, None])[..., None]
+        mean = (z * valid).sum(1, keepdim=True) / lens.clamp(min=1)[:, None, None]
+        x = self.inp((z - mean) * valid) * valid
+        for conv, norm in zip(self.convs, self.norms):
+            x = x + F.gelu(norm(conv(x.transpose(1, 2)).transpose(1, 2))) * valid
+        return self.out(self.encoder(x, padding_mask=valid[..., 0])).log_softmax(-1)
+
+
+def phone_targets(phones: Sequence[int], silent: set[int]) -> list[int]:
+    """The CTC targets of a token sequence: its sounding tokens."""
+    return [int(t) for t in phones if int(t) not in silent]
+
+
+def _pad(latents: Sequence[torch.Tensor | np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    zs = [torch.as_tensor(z, dtype=torch.float32, device=device) for z in latents]
+    lens = torch.tensor([z.shape[0] for z in zs], device=device)
+    out = torch.zeros(len(zs), max(1, int(lens.max())), zs[0].shape[-1], device=device)
+    for i, z in enumerate(zs):
+        out[i, : z.shape[0]] = z
+    return out, lens
+
+
+def _ctc(rec: PhoneRecognizer, z: torch.Tensor, lens: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+    """Per-utterance CTC negative log-likelihood [B] (inf where a target cannot fit its frames)."""
+    logp = rec(z, lens)
+    tl = torch.tensor([len(t) for t in targets], device=z.device)
+    flat = torch.tensor([x for t in targets for x in t], dtype=torch.long, device=z.device)
+    return F.ctc_loss(logp.transpose(0, 1), flat, lens, tl, blank=rec.cfg.pad_id, reduction="none",
+                      zero_infinity=False)
+
+
+@torch.no_grad()
+def phone_scores(rec: PhoneRecognizer, latents: Sequence[torch.Tensor], phones: Sequence[Sequence[int]]) -> torch.Tensor:
+    """CTC log-likelihood per target phone of each (normalised latents [T, D], phone ids) pair [N];
+    −inf for an empty candidate or one too short for its phones."""
+    dev = next(rec.parameters()).device
+    silent = set(rec.cfg.silent_ids)
+    targets = [phone_targets(p, silent) or [rec.cfg.pad_id] for p in phones]
+    keep = [i for i, z in enumerate(latents) if z.shape[0] > 0]
+    scores = torch.full((len(latents),), -math.inf)
+    if keep:
+        z, lens = _pad([latents[i] for i in keep], dev)
+        nll = _ctc(rec, z, lens, [targets[i] for i in keep]).float().cpu()
+        for j, i in enumerate(keep):
+            scores[i] = -nll[j] / len(targets[i])
+    return scores
+
+
+def best_candidates(rec: PhoneRecognizer, latents: Sequence[torch.Tensor], phones: Sequence[Sequence[int]],
+                    n: int) -> list[torch.Tensor]:
+    """``latents`` holds ``n`` candidates per sentence of ``phones``, sentence by sentence (what
+    ``LatentLM.generate`` returns for each sentence repeated ``n`` times): the best-scored one of each."""
+    if n == 1:
+        return list(latents)
+    scores = phone_scores(rec, latents, [p for p in phones for _ in range(n)])
+    best = scores.view(len(phones), n).argmax(1).tolist()
+    return [latents[i * n + c] for i, c in enumerate(best)]
+
+
+def _greedy(logp: torch.Tensor, n: int, blank: int) -> list[int]:
+    best = logp[:n].argmax(-1).tolist()
+    return [t for k, t in enumerate(best) if t != blank and (k == 0 or t != best[k - 1])]
+
+
+def _edits(a: Sequence[int], b: Sequence[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+@torch.no_grad()
+def phone_error_rate(rec: PhoneRecognizer, sources, max_utts: int = 200, batch_size: int = 32) -> float:
+    """Greedy-CTC phone error rate over (up to ``max_utts`` of) the sources' utterances."""
+    dev = next(rec.parameters()).device
+    silent = set(rec.cfg.silent_ids)
+    items = _examples(sources)[:max_utts]
+    errors = total = 0
+    for k in range(0, len(items), batch_size):
+        chunk = items[k : k + batch_size]
+        z, lens = _pad([sources[si].load(u) for si, u in chunk], dev)
+        logp = rec(z, lens)
+        for b, (si, u) in enumerate(chunk):
+            ref = phone_targets(sources[si].phones[u], silent)
+            errors += _edits(_greedy(logp[b], int(lens[b]), rec.cfg.pad_id), ref)
+            total += len(ref)
+    return errors / max(1, total)
+
+
+def _examples(sources) -> list[tuple[int, str]]:
+    return [(si, u) for si, src in enumerate(sources) for u in sorted(src.phones) if u in src.latents]
+
+
+def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                     progress: bool = True, log_every: int = 100, log=print,
+                     config: RecognizerConfig | None = None) -> PhoneRecognizer:
+    """Fit a :class:`PhoneRecognizer` with CTC on :class:`~latentspeech.data.lm_dataset.LMSource` s
+    (normalised latents + phone ids); AdamW with warm-up and a cosine decay, ``steps`` batches."""
+    from tqdm.auto import tqdm
+
+    items = _examples(sources)
+    if not items:
+        raise DataDirError("train_recognizer: no utterance has both phones and latents")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    first = sources[items[0][0]].load(items[0][1])
+    cfg = dataclasses.replace(config or RecognizerConfig(), vocab_size=vocab.size, pad_id=vocab.pad_id,
+                              latent_dim=first.shape[-1], silent_ids=silent_token_ids(vocab))
+    rec = PhoneRecognizer(cfg)
+    opt = torch.optim.AdamW(rec.parameters(), lr=lr, weight_decay=0.01)
+    warm = max(1, min(200, steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    silent = set(cfg.silent_ids)
+    rec.train()
+    bar = tqdm(range(steps), desc="recognizer", disable=not progress)
+    running = None
+    for step in bar:
+        batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
+        z, lens = _pad([sources[si].load(u) for si, u in batch], "cpu")
+        if cfg.input_noise > 0:
+            z = z + torch.randn_like(z) * torch.rand(z.shape[0], 1, 1) * cfg.input_noise
+        targets = [phone_targets(sources[si].phones[u], silent) or [cfg.pad_id] for si, u in batch]
+        nll = _ctc(rec, z.to(next(rec.parameters()).device), lens, targets)
+        loss = (nll / torch.tensor([len(t) for t in targets], device=nll.device))
+        loss = loss[torch.isfinite(loss)].mean()
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(rec.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        running = value if running is None else 0.98 * running + 0.02 * value
+        bar.set_postfix(loss=f"{running:.3f}")
+        if log and not progress and (step + 1) % log_every == 0:
+            log(f"recognizer step {step + 1}/{steps} loss {running:.4f}")
+    return rec.eval()
+
+
+def save_recognizer(rec: PhoneRecognizer, out: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write the recognizer as a model dir (safetensors + config; kind ``recognizer``)."""
+    from ..checkpoint import save_model_dir
+    from ..config import to_dict
+
+    return save_model_dir(out, rec.state_dict(), "recognizer", to_dict(rec.cfg), meta or {})
+
+
+def load_recognizer(path: str | os.PathLike, vocab=None) -> PhoneRecognizer:
+    """A saved recognizer (:func:`save_recognizer`), in eval mode. With ``vocab`` its phone inventory
+    must be the one it was trained with (a one-line :class:`CheckpointError` otherwise)."""
+    from ..checkpoint import load_model_dir, load_state_dict_strict
+    from ..config import from_dict
+    from ..errors import CheckpointError
+
+    md = load_model_dir(path, kind="recognizer")
+    saved = md.meta.get("phone_vocab") or {}
+    if vocab is not None and saved and saved.get("checksum") != vocab.to_dict().get("checksum"):
+        raise CheckpointError(f"{md.path}: the recognizer was trained with another phone inventory "
+                              f"(checksum {saved.get('checksum')} vs {vocab.to_dict().get('checksum')})")
+    rec = PhoneRecognizer(from_dict(RecognizerConfig, md.config))
+    load_state_dict_strict(rec, md.state_dict, str(md.path))
+    return rec.eval()

@@ -214,3 +214,26 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, Any], 
     if problems:
         raise CheckpointError(f"{where} does not match the model config: tensors " + "; ".join(problems))
     module.load_state_dict(state_dict, strict=True)
+
+
+def save_config_model(model: torch.nn.Module, out: str | os.PathLike, kind: str, meta: dict | None = None) -> Path:
+    """Write a module whose architecture is its dataclass ``model.cfg`` as a model dir of ``kind``."""
+    from .config import to_dict
+
+    return save_model_dir(out, model.state_dict(), kind, to_dict(model.cfg), meta or {})
+
+
+def load_config_model(path: str | os.PathLike, kind: str, model_cls, config_cls, vocab=None) -> torch.nn.Module:
+    """A model dir saved by :func:`save_config_model`, rebuilt as ``model_cls(config_cls(...))`` in eval
+    mode. With ``vocab`` (a ``PhoneVocab``) its phone inventory must be the one recorded in the dir's
+    ``meta.phone_vocab`` (a one-line :class:`CheckpointError` otherwise)."""
+    from .config import from_dict
+
+    md = load_model_dir(path, kind=kind)
+    saved = md.meta.get("phone_vocab") or {}
+    if vocab is not None and saved and saved.get("checksum") != vocab.to_dict().get("checksum"):
+        raise CheckpointError(f"{md.path}: the {kind} was trained with another phone inventory "
+                              f"(checksum {saved.get('checksum')} vs {vocab.to_dict().get('checksum')})")
+    model = model_cls(from_dict(config_cls, md.config))
+    load_state_dict_strict(model, md.state_dict, str(md.path))
+    return model.eval()

@@ -62,3 +62,55 @@ def _drop_unloaded_speechbrain_lazy_modules():
 def pytest_runtest_setup(item):
     if "speechbrain" in __import__("sys").modules:
         _drop_unloaded_speechbrain_lazy_modules()
+
+
+@pytest.fixture(scope="session")
+def tiny_latentlm_dir(tmp_path_factory) -> Path:
+    """A self-contained LatentLM model dir: tiny random LatentLM + tiny random 16 kHz, 25 Hz, 8-d codec in
+    codec/ (the real classes and text front end; inference 2 steps, no guidance). Copy it before changing it."""
+    import torch
+
+    from latentspeech.codec import AudioCodec, save_codec
+    from latentspeech.codec.config import CodecConfig
+    from latentspeech.config import from_dict
+    from latentspeech.lm.latentlm import LatentLM, LatentLMConfig
+    from latentspeech.lm.transformer import TransformerConfig
+    from latentspeech.text import PhoneVocab
+    from latentspeech.train.latentlm import export_latentlm
+
+    root = tmp_path_factory.mktemp("tiny_latentlm")
+    torch.manual_seed(0)
+    codec = AudioCodec(from_dict(CodecConfig, {
+        "sample_rate": 16000, "n_fft": 320, "frame_hop": 160, "downsample": [2, 2], "latent_dim": 8,
+        "encoder": {"dim": 16, "blocks": [1, 1, 1]}, "decoder": {"dim": 16, "blocks": [1, 1, 1]},
+    })).eval()
+    codec_dir = save_codec(codec, root / "codec")
+    vocab = PhoneVocab()
+    lm = LatentLM(LatentLMConfig(latent_dim=8, vocab_size=vocab.size, pad_id=vocab.pad_id, frame_rate=25.0,
+                                 transformer=TransformerConfig(dim=32, n_layers=2, n_heads=4, max_seq_len=512),
+                                 head_blocks=1, guard_min_frames=2, frames_per_phone=0.5))
+    return export_latentlm(lm, root / "lm", codec_dir, {"phone_vocab": vocab.to_dict(), "inference": {"steps": 2, "cfg": 1.0}})
+
+
+@pytest.fixture
+def write_lm_corpus():
+    """``write(root, vocab, phones, latents)`` → (Kaldi data dir with utt2spk + phones, latent store with
+    identity normalisation) under ``root``: what `latentspeech align` / `recognizer` read."""
+
+    def write(root: Path, vocab, phones: dict, latents: dict) -> tuple[Path, Path]:
+        from latentspeech.data.latents import LatentWriter
+
+        data, store = Path(root) / "data", Path(root) / "dump"
+        data.mkdir(parents=True)
+        (data / "utt2spk").write_text("".join(f"{u} s\n" for u in sorted(phones)))
+        (data / "phones").write_text("".join(f"{u} {' '.join(vocab.tokens[i] for i in phones[u])}\n"
+                                             for u in sorted(phones)), encoding="utf-8")
+        dim = int(np.shape(next(iter(latents.values())))[-1])
+        meta = {"latent_dim": dim, "frame_rate": 25.0, "hop_length": 640, "sample_rate": 16000, "codec": None,
+                "latent_mean": [0.0] * dim, "latent_std": [1.0] * dim}
+        with LatentWriter(store, meta) as w:
+            for u in sorted(latents):
+                w.add(u, latents[u])
+        return data, store
+
+    return write

@@ -30,25 +30,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A self-contained LatentLM model dir: tiny random LatentLM + tiny random 25 Hz codec in codec/."""
-    from latentspeech.codec import AudioCodec, save_codec
-    from latentspeech.codec.config import CodecConfig
-    from latentspeech.config import from_dict
-    from latentspeech.text import PhoneVocab
-
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    codec = AudioCodec(from_dict(CodecConfig, {
-        "sample_rate": SR, "n_fft": 320, "frame_hop": 160, "downsample": [2, 2], "latent_dim": 8,
-        "encoder": {"dim": 16, "blocks": [1, 1, 1]}, "decoder": {"dim": 16, "blocks": [1, 1, 1]},
-    })).eval()
-    codec_dir = save_codec(codec, root / "codec")
-    vocab = PhoneVocab()
-    lm = LatentLM(LatentLMConfig(latent_dim=8, vocab_size=vocab.size, pad_id=vocab.pad_id, frame_rate=25.0,
-                                 transformer=TransformerConfig(dim=32, n_layers=2, n_heads=4, max_seq_len=512),
-                                 head_blocks=1, guard_min_frames=2, frames_per_phone=0.5))
-    return export_latentlm(lm, root / "lm", codec_dir, {"phone_vocab": vocab.to_dict(), "inference": {"steps": 2, "cfg": 1.0}})
+def model_dir(tiny_latentlm_dir):
+    """A self-contained LatentLM model dir: tiny random LatentLM + tiny random 25 Hz codec in codec/ (conftest)."""
+    return tiny_latentlm_dir
 
 
 @pytest.fixture

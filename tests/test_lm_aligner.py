@@ -87,7 +87,7 @@ def test_training_recovers_known_durations_and_files_round_trip(tmp_path):
     assert [back[u] for u in utts] == [d.tolist() for d in durs]
 
 
-def test_saved_aligner_loads_and_the_cli_aligns_with_it(tmp_path):
+def test_saved_aligner_loads_and_the_cli_aligns_with_it(tmp_path, write_lm_corpus):
     """`load_aligner` gives back the same durations; `latentspeech align --model DIR` writes them
     without training; a model dir of another phone inventory or kind is a one-line error."""
     import subprocess
@@ -118,18 +118,7 @@ def test_saved_aligner_loads_and_the_cli_aligns_with_it(tmp_path):
     assert "Traceback" not in res.stderr
 
     # the CLI on a data dir + latent store: train (--out), then align again with that model (--model): same file
-    from latentspeech.data.latents import LatentWriter
-
-    data, store = tmp_path / "data", tmp_path / "dump"
-    data.mkdir()
-    (data / "utt2spk").write_text("".join(f"{u} s\n" for u in sorted(toy.phones)))
-    (data / "phones").write_text("".join(f"{u} {' '.join(toy.vocab.tokens[i] for i in toy.phones[u])}\n"
-                                         for u in sorted(toy.phones)), encoding="utf-8")
-    meta = {"latent_dim": 8, "frame_rate": 25.0, "hop_length": 640, "sample_rate": 16000, "codec": None,
-            "latent_mean": [0.0] * 8, "latent_std": [1.0] * 8}
-    with LatentWriter(store, meta) as w:
-        for u, z in toy.latents.items():
-            w.add(u, z)
+    data, store = write_lm_corpus(tmp_path, toy.vocab, toy.phones, toy.latents)
     cli = [sys.executable, "-m", "latentspeech", "align", "--data", str(data), "--latents", str(store), "--no-progress"]
     res = subprocess.run(cli + ["--out", str(tmp_path / "exp2"), "--steps", "5"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

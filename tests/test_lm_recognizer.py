@@ -21,14 +21,6 @@ from latentspeech.text import PhoneVocab
 TINY = RecognizerConfig(dim=32, conv_layers=1, transformer_layers=1, n_heads=2, input_noise=0.1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def toy_corpus(n=48, dim=8, seed=0):
     """Utterances of 4-7 phones (+ a silent word boundary), each phone a fixed latent held 2-4 frames."""
     v = PhoneVocab()
@@ -92,30 +84,6 @@ def test_model_dir_round_trip_and_inventory_check(trained, tmp_path):
 SR = 16000
 
 
-@pytest.fixture(scope="module")
-def lm_dir(tmp_path_factory):
-    """A tiny random LatentLM model dir (8-dim codec) as in tests/test_api.py."""
-    from latentspeech.codec import AudioCodec, save_codec
-    from latentspeech.codec.config import CodecConfig
-    from latentspeech.config import from_dict
-    from latentspeech.lm.latentlm import LatentLM, LatentLMConfig
-    from latentspeech.lm.transformer import TransformerConfig
-    from latentspeech.train.latentlm import export_latentlm
-
-    root = tmp_path_factory.mktemp("lm")
-    torch.manual_seed(0)
-    codec = AudioCodec(from_dict(CodecConfig, {
-        "sample_rate": SR, "n_fft": 320, "frame_hop": 160, "downsample": [2, 2], "latent_dim": 8,
-        "encoder": {"dim": 16, "blocks": [1, 1, 1]}, "decoder": {"dim": 16, "blocks": [1, 1, 1]},
-    })).eval()
-    vocab = PhoneVocab()
-    lm = LatentLM(LatentLMConfig(latent_dim=8, vocab_size=vocab.size, pad_id=vocab.pad_id, frame_rate=25.0,
-                                 transformer=TransformerConfig(dim=32, n_layers=2, n_heads=4, max_seq_len=512),
-                                 head_blocks=1, guard_min_frames=2, frames_per_phone=0.5))
-    return export_latentlm(lm, root / "lm", save_codec(codec, root / "codec"),
-                           {"phone_vocab": vocab.to_dict(), "inference": {"steps": 2, "cfg": 1.0}})
-
-
 @pytest.fixture
 def prompt_wav(tmp_path):
     import soundfile as sf
@@ -126,27 +94,17 @@ def prompt_wav(tmp_path):
     return path
 
 
-def test_cli_trains_and_attaches_then_the_api_keeps_the_best_candidate(trained, lm_dir, prompt_wav, tmp_path,
-                                                                       monkeypatch):
+def test_cli_trains_and_attaches_then_the_api_keeps_the_best_candidate(trained, tiny_latentlm_dir, prompt_wav, tmp_path,
+                                                                       monkeypatch, write_lm_corpus):
     import shutil
 
-    from latentspeech.api import TTS
-    from latentspeech.data.latents import LatentWriter
     import latentspeech.lm.recognizer as recognizer_module
+    from latentspeech.api import TTS
 
     vocab, src, _, _ = trained
-    data, store = tmp_path / "data", tmp_path / "dump"
-    data.mkdir()
-    (data / "utt2spk").write_text("".join(f"{u} s\n" for u in sorted(src.phones)))
-    (data / "phones").write_text("".join(f"{u} {' '.join(vocab.tokens[i] for i in src.phones[u])}\n"
-                                         for u in sorted(src.phones)), encoding="utf-8")
-    meta = {"latent_dim": 8, "frame_rate": 25.0, "hop_length": 640, "sample_rate": 16000, "codec": None,
-            "latent_mean": [0.0] * 8, "latent_std": [1.0] * 8}
-    with LatentWriter(store, meta) as w:
-        for u in sorted(src.phones):
-            w.add(u, src.latents[u])
+    data, store = write_lm_corpus(tmp_path, vocab, src.phones, src.latents)
     model = tmp_path / "lm"
-    shutil.copytree(lm_dir, model)
+    shutil.copytree(tiny_latentlm_dir, model)
     cli = [sys.executable, "-m", "latentspeech", "recognizer", "--data", str(data), "--latents", str(store),
            "--valid-data", str(data), "--valid-latents", str(store), "--out", str(tmp_path / "exp"), "--steps", "3",
            "--batch-size", "4", "--num-threads", "1", "--no-progress"]
@@ -181,10 +139,10 @@ def test_cli_trains_and_attaches_then_the_api_keeps_the_best_candidate(trained, 
         tts.speak("Hello there.", prompt=prompt_wav, candidates=0)
 
 
-def test_more_candidates_than_one_need_a_recognizer(lm_dir, prompt_wav):
+def test_more_candidates_than_one_need_a_recognizer(tiny_latentlm_dir, prompt_wav):
     from latentspeech.api import TTS
 
-    tts = TTS.from_pretrained(lm_dir)
+    tts = TTS.from_pretrained(tiny_latentlm_dir)
     assert tts.backend.default_candidates == 1
     with pytest.raises(ConfigError, match="has no recognizer/"):
         tts.speak("Hello there.", prompt=prompt_wav, candidates=2)

@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import DataDirError
+from ..train.steps import examples
 from .transformer import Transformer, TransformerConfig
 
 __all__ = ["AlignerConfig", "PhoneAligner", "silent_token_ids", "monotonic_alignment", "align_batch",
@@ -153,18 +154,14 @@ def align_batch(aligner: PhoneAligner, phones: list[list[int]], latents: list[np
     return loss, durations
 
 
-def _examples(sources) -> list[tuple[int, str]]:
-    return [(si, u) for si, src in enumerate(sources) for u in sorted(src.phones) if u in src.latents]
-
-
 def train_aligner(sources, vocab, steps: int = 3000, batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
                   progress: bool = True, log_every: int = 100, log=print,
                   config: AlignerConfig | None = None) -> PhoneAligner:
     """Fit a :class:`PhoneAligner` by MAS on :class:`~latentspeech.data.lm_dataset.LMSource` s
     (normalised latents + phone ids); Adam with a cosine decay, ``steps`` batches of ``batch_size``."""
-    from tqdm.auto import tqdm
+    from ..train.steps import fit_steps
 
-    items = _examples(sources)
+    items = examples(sources)
     if not items:
         raise DataDirError("train_aligner: no utterance has both phones and latents")
     torch.manual_seed(seed)
@@ -176,24 +173,13 @@ def train_aligner(sources, vocab, steps: int = 3000, batch_size: int = 16, lr: f
     opt = torch.optim.Adam(aligner.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     silent = set(silent_token_ids(vocab))
-    aligner.train()
-    bar = tqdm(range(steps), desc="aligner", disable=not progress)
-    running = None
-    for step in bar:
+
+    def batch_loss(step: int) -> torch.Tensor:
         batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
-        loss, _ = align_batch(aligner, [sources[si].phones[u] for si, u in batch],
-                              [sources[si].load(u) for si, u in batch], silent)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(aligner.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        value = float(loss.detach())
-        running = value if running is None else 0.98 * running + 0.02 * value
-        bar.set_postfix(loss=f"{running:.3f}")
-        if log and not progress and (step + 1) % log_every == 0:
-            log(f"aligner step {step + 1}/{steps} loss {running:.4f}")
-    return aligner.eval()
+        return align_batch(aligner, [sources[si].phones[u] for si, u in batch],
+                           [sources[si].load(u) for si, u in batch], silent)[0]
+
+    return fit_steps(aligner, batch_loss, opt, sched, steps, "aligner", progress, log_every, log)
 
 
 @torch.no_grad()
@@ -223,27 +209,17 @@ def write_durations(aligner: PhoneAligner, source, vocab, path: str | os.PathLik
 
 def save_aligner(aligner: PhoneAligner, out: str | os.PathLike, meta: dict | None = None) -> Path:
     """Write the aligner as a model dir (safetensors + config; kind ``aligner``)."""
-    from ..checkpoint import save_model_dir
-    from ..config import to_dict
+    from ..checkpoint import save_config_model
 
-    return save_model_dir(out, aligner.state_dict(), "aligner", to_dict(aligner.cfg), meta or {})
+    return save_config_model(aligner, out, "aligner", meta)
 
 
 def load_aligner(path: str | os.PathLike, vocab=None) -> PhoneAligner:
     """A saved aligner (:func:`save_aligner`), in eval mode. With ``vocab`` its phone inventory must
     be the one the aligner was trained with (a one-line :class:`CheckpointError` otherwise)."""
-    from ..checkpoint import load_model_dir, load_state_dict_strict
-    from ..config import from_dict
-    from ..errors import CheckpointError
+    from ..checkpoint import load_config_model
 
-    md = load_model_dir(path, kind="aligner")
-    saved = md.meta.get("phone_vocab") or {}
-    if vocab is not None and saved and saved.get("checksum") != vocab.to_dict().get("checksum"):
-        raise CheckpointError(f"{md.path}: the aligner was trained with another phone inventory "
-                              f"(checksum {saved.get('checksum')} vs {vocab.to_dict().get('checksum')})")
-    aligner = PhoneAligner(from_dict(AlignerConfig, md.config))
-    load_state_dict_strict(aligner, md.state_dict, str(md.path))
-    return aligner.eval()
+    return load_config_model(path, "aligner", PhoneAligner, AlignerConfig, vocab)
 
 
 def read_durations(path: str | os.PathLike) -> dict[str, list[int]]:

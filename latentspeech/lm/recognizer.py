@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import DataDirError
+from ..train.steps import examples
 from .aligner import silent_token_ids
 from .transformer import Transformer, TransformerConfig
 
@@ -149,7 +150,7 @@ def phone_error_rate(rec: PhoneRecognizer, sources, max_utts: int = 200, batch_s
     """Greedy-CTC phone error rate over (up to ``max_utts`` of) the sources' utterances."""
     dev = next(rec.parameters()).device
     silent = set(rec.cfg.silent_ids)
-    items = _examples(sources)[:max_utts]
+    items = examples(sources)[:max_utts]
     errors = total = 0
     for k in range(0, len(items), batch_size):
         chunk = items[k : k + batch_size]
@@ -162,18 +163,14 @@ def phone_error_rate(rec: PhoneRecognizer, sources, max_utts: int = 200, batch_s
     return errors / max(1, total)
 
 
-def _examples(sources) -> list[tuple[int, str]]:
-    return [(si, u) for si, src in enumerate(sources) for u in sorted(src.phones) if u in src.latents]
-
-
 def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                      progress: bool = True, log_every: int = 100, log=print,
                      config: RecognizerConfig | None = None) -> PhoneRecognizer:
     """Fit a :class:`PhoneRecognizer` with CTC on :class:`~latentspeech.data.lm_dataset.LMSource` s
     (normalised latents + phone ids); AdamW with warm-up and a cosine decay, ``steps`` batches."""
-    from tqdm.auto import tqdm
+    from ..train.steps import fit_steps
 
-    items = _examples(sources)
+    items = examples(sources)
     if not items:
         raise DataDirError("train_recognizer: no utterance has both phones and latents")
     torch.manual_seed(seed)
@@ -187,51 +184,30 @@ def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     silent = set(cfg.silent_ids)
-    rec.train()
-    bar = tqdm(range(steps), desc="recognizer", disable=not progress)
-    running = None
-    for step in bar:
+
+    def batch_loss(step: int) -> torch.Tensor:
         batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
         z, lens = _pad([sources[si].load(u) for si, u in batch], "cpu")
         if cfg.input_noise > 0:
             z = z + torch.randn_like(z) * torch.rand(z.shape[0], 1, 1) * cfg.input_noise
         targets = [phone_targets(sources[si].phones[u], silent) or [cfg.pad_id] for si, u in batch]
         nll = _ctc(rec, z.to(next(rec.parameters()).device), lens, targets)
-        loss = (nll / torch.tensor([len(t) for t in targets], device=nll.device))
-        loss = loss[torch.isfinite(loss)].mean()
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(rec.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        value = float(loss.detach())
-        running = value if running is None else 0.98 * running + 0.02 * value
-        bar.set_postfix(loss=f"{running:.3f}")
-        if log and not progress and (step + 1) % log_every == 0:
-            log(f"recognizer step {step + 1}/{steps} loss {running:.4f}")
-    return rec.eval()
+        loss = nll / torch.tensor([len(t) for t in targets], device=nll.device)
+        return loss[torch.isfinite(loss)].mean()
+
+    return fit_steps(rec, batch_loss, opt, sched, steps, "recognizer", progress, log_every, log)
 
 
 def save_recognizer(rec: PhoneRecognizer, out: str | os.PathLike, meta: dict | None = None) -> Path:
     """Write the recognizer as a model dir (safetensors + config; kind ``recognizer``)."""
-    from ..checkpoint import save_model_dir
-    from ..config import to_dict
+    from ..checkpoint import save_config_model
 
-    return save_model_dir(out, rec.state_dict(), "recognizer", to_dict(rec.cfg), meta or {})
+    return save_config_model(rec, out, "recognizer", meta)
 
 
 def load_recognizer(path: str | os.PathLike, vocab=None) -> PhoneRecognizer:
     """A saved recognizer (:func:`save_recognizer`), in eval mode. With ``vocab`` its phone inventory
     must be the one it was trained with (a one-line :class:`CheckpointError` otherwise)."""
-    from ..checkpoint import load_model_dir, load_state_dict_strict
-    from ..config import from_dict
-    from ..errors import CheckpointError
+    from ..checkpoint import load_config_model
 
-    md = load_model_dir(path, kind="recognizer")
-    saved = md.meta.get("phone_vocab") or {}
-    if vocab is not None and saved and saved.get("checksum") != vocab.to_dict().get("checksum"):
-        raise CheckpointError(f"{md.path}: the recognizer was trained with another phone inventory "
-                              f"(checksum {saved.get('checksum')} vs {vocab.to_dict().get('checksum')})")
-    rec = PhoneRecognizer(from_dict(RecognizerConfig, md.config))
-    load_state_dict_strict(rec, md.state_dict, str(md.path))
-    return rec.eval()
+    return load_config_model(path, "recognizer", PhoneRecognizer, RecognizerConfig, vocab)

@@ -462,9 +462,10 @@ if stage_on 7; then
         # draw 0 in wav/ (marker .done), draw k in wav.drawK/ (marker .done.drawK), synthesized with seed + k
         draw=""; [ "$k" -gt 0 ] && draw=.draw$k
         wdir=$sdir/wav$draw; marker=$sdir/.done$draw; wav_dirs+=("$wdir")
-        # the nested codec too: a decoder-only fine-tune put in later (utils/replace_codec.py) changes the audio
+        # the nested codec too: a decoder-only fine-tune put in later (utils/replace_codec.py) changes the audio;
+        # and the recognizer that picks among candidates (attached after training; its config holds their number)
         key=$(fingerprint "$ddir/protocol.done" "$model/model.safetensors" "$model/codec/model.safetensors" \
-          "$decode_args" "$((seed + k))")
+          "$model/recognizer/model.safetensors" "$model/recognizer/config.yaml" "$decode_args" "$((seed + k))")
         if is_done "$marker" "$key"; then log "  $sys on $unit${draw:+ ($draw)}: done before"; continue; fi
         rm -rf "$sdir/split" "$wdir"; mkdir -p "$sdir/split" "$wdir"
         for ((j = 1; j <= nj; j++)); do : > "$sdir/split/list.$j"; done

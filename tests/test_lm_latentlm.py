@@ -445,3 +445,26 @@ def test_distill_config_validation():
         DistillConfig(scale=0.5).validate()
     with pytest.raises(ConfigError, match="distill"):
         DistillConfig(steps=-1).validate()
+
+
+@pytest.mark.parametrize("patch_size", [1, 2])
+def test_max_hold_frames_forces_the_pointer_on_except_at_pauses(patch_size):
+    """An advance head that never advances holds every sounding phone until it is forced on: after
+    max_phone_frames by default, after max_hold_frames with it set, except for pause tokens."""
+    torch.manual_seed(0)
+    phones = [[1, 3, 5, 3, 6]]  # 5 stands for pause punctuation; 2 is silent (absent here)
+
+    def frames(**kw) -> int:
+        model = LatentLM(tiny_config(alignment="pointer", silent_token_ids=[0, 2], max_phone_frames=6,
+                                     patch_size=patch_size, guard_min_frames=200, frames_per_phone=40.0, **kw)).eval()
+        with torch.no_grad():
+            model.advance_head.bias.fill_(-30.0)  # never advances by itself
+            out = model.generate(phones, torch.zeros(2, D), steps=1, cfg_scale=1.0)
+        assert out.stopped == [True]  # passing the last phone ends the row
+        return int(out.latents[0].shape[0])
+
+    assert frames() == 5 * 6
+    assert frames(max_hold_frames=2, pause_token_ids=[5]) == 4 * 2 + 6
+    assert frames(max_hold_frames=2) == 5 * 2
+    with pytest.raises(ConfigError, match="max_hold_frames"):
+        LatentLM(tiny_config(alignment="pointer", max_hold_frames=-1))

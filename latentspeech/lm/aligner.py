@@ -39,7 +39,7 @@ from ..errors import DataDirError
 from ..train.steps import examples
 from .transformer import Transformer, TransformerConfig
 
-__all__ = ["AlignerConfig", "PhoneAligner", "silent_token_ids", "monotonic_alignment", "align_batch",
+__all__ = ["AlignerConfig", "PhoneAligner", "silent_token_ids", "pause_token_ids", "monotonic_alignment", "align_batch",
            "train_aligner", "save_aligner", "load_aligner", "write_durations", "frame_tokens", "read_durations",
            "DURATIONS"]
 
@@ -47,6 +47,15 @@ __all__ = ["AlignerConfig", "PhoneAligner", "silent_token_ids", "monotonic_align
 DURATIONS = "durations"
 #: Non-phone tokens that make no sound of their own (besides specials and the word boundary).
 _SILENT_MARKS = set("ˈˌːˑ͡‿\"()-")
+
+
+#: Pause punctuation: sounding tokens (≥ 1 frame of silence) that may last much longer than a phone.
+PAUSE_MARKS = set(",.!?;:")
+
+
+def pause_token_ids(vocab) -> list[int]:
+    """Ids of the pause punctuation tokens (``, . ! ? ; :``)."""
+    return [i for i, tok in enumerate(vocab.tokens) if tok in PAUSE_MARKS]
 
 
 def silent_token_ids(vocab) -> list[int]:

@@ -203,6 +203,11 @@ class LatentLMConfig:
     max_phone_frames: int = 32  # pointer: longest elapsed count embedded; a phone held this long is left
     advance_threshold: float = 0.5
     silent_token_ids: list[int] = field(default_factory=list)  # pointer: tokens that take no frames
+    # pointer, inference only: > 0 forces the pointer on after a phone has sounded this many frames
+    # (a held "sh" otherwise lasts until max_phone_frames); tokens in pause_token_ids (pause
+    # punctuation, whose silences run longer) keep max_phone_frames.
+    max_hold_frames: int = 0
+    pause_token_ids: list[int] = field(default_factory=list)
     # > 0: the head was fine-tuned to give the CFG-guided output at this scale from the conditional
     # state alone (latentspeech.train.distill); such a model samples with cfg_scale 1 (one row).
     guidance_distilled: float = 0.0
@@ -224,6 +229,8 @@ class LatentLMConfig:
             raise ConfigError(f"latentlm: alignment must be 'attention' or 'pointer', got {self.alignment!r}")
         if self.alignment == "pointer" and (self.max_phone_frames < 1 or self.phone_encoder_layers < 1):
             raise ConfigError("latentlm: alignment 'pointer' needs max_phone_frames >= 1 and phone_encoder_layers >= 1")
+        if self.max_hold_frames < 0:
+            raise ConfigError(f"latentlm: max_hold_frames must be >= 0 (0: max_phone_frames), got {self.max_hold_frames}")
         if not self.transformer.causal:
             raise ConfigError("latentlm: the Transformer must be causal")
         self.head_config().validate()
@@ -706,6 +713,12 @@ class LatentLM(nn.Module):
         if self.pointer:
             c_pad, next_sounding, ptr = self._pointer_tables(ph[:B], llens)
             elapsed = torch.zeros(B, dtype=torch.long, device=dev)
+            # the longest a token may sound before the pointer is forced on: max_phone_frames, or
+            # max_hold_frames for every token but pause punctuation
+            hold = torch.full((B, c_pad.shape[1]), cfg.max_phone_frames, dtype=torch.long, device=dev)  # [B, L+1]
+            if 0 < cfg.max_hold_frames < cfg.max_phone_frames:
+                pauses = torch.tensor(cfg.pause_token_ids, dtype=torch.long, device=dev)
+                hold[:, :-1] = torch.where(torch.isin(ph[:B], pauses), hold[:, :-1], cfg.max_hold_frames)
             extra = self.elapsed_emb.weight[0].expand(rows, 1, self.cfg.transformer.dim)
         pk = self._pack(pr, plens_all, ph, llens_all, empty, torch.zeros_like(llens_all), left_pad=True,
                         speech_extra=extra)
@@ -735,7 +748,8 @@ class LatentLM(nn.Module):
                 ptrs, going = [], active.clone()
                 for k in range(P):
                     if j > 0 or k > 0:  # the first frame says the first sounding phone
-                        adv = going & ((p_adv[:, k] > cfg.advance_threshold) | (elapsed >= cfg.max_phone_frames))
+                        held_out = elapsed >= torch.gather(hold, 1, ptr[:, None])[:, 0]
+                        adv = going & ((p_adv[:, k] > cfg.advance_threshold) | held_out)
                         nxt = torch.gather(next_sounding, 1, ptr[:, None])[:, 0]
                         ends = adv & (nxt >= c_pad.shape[1] - 1) if use_stop else torch.zeros_like(adv)
                         ptr = torch.where(adv & ~ends, nxt, ptr)

@@ -314,9 +314,10 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     mcfg = dataclasses.replace(cfg.model, latent_dim=latent_dim, frame_rate=frame_rate, vocab_size=vocab.size,
                                pad_id=vocab.pad_id)
     if pointer:
-        from ..lm.aligner import silent_token_ids
+        from ..lm.aligner import pause_token_ids, silent_token_ids
 
         mcfg.silent_token_ids = silent_token_ids(vocab)
+        mcfg.pause_token_ids = pause_token_ids(vocab)
     if mcfg.frames_per_phone is None:
         mcfg.frames_per_phone = round(dc.guard_margin * fpp["max"], 3)
     if mcfg.min_frames_per_phone is None:

@@ -136,13 +136,14 @@ def _greedy(logp: torch.Tensor, n: int, blank: int) -> list[int]:
     return [t for k, t in enumerate(best) if t != blank and (k == 0 or t != best[k - 1])]
 
 
-def _edits(a: Sequence[int], b: Sequence[int]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
+def _edits(hyp: Sequence[int], ref: Sequence[int]) -> int:
+    """Substitutions + deletions + insertions turning ``ref`` into ``hyp`` (jiwer, as the WER of eval/)."""
+    import jiwer
+
+    if not ref:
+        return len(hyp)
+    o = jiwer.process_words(" ".join(map(str, ref)), " ".join(map(str, hyp)))
+    return o.substitutions + o.deletions + o.insertions
 
 
 @torch.no_grad()

@@ -181,11 +181,12 @@ def _load_system(system: str, opts: dict) -> dict:
 
             model, md = load_latentlm(spec)
             codec, name = load_codec(md.path / "codec"), str(md.path)
-            if (md.path / "recognizer" / "config.yaml").is_file() and opts.get("candidates") != 1:
-                from latentspeech.lm.recognizer import load_recognizer
+            if opts.get("candidates") != 1:
+                from latentspeech.lm.recognizer import load_attached_recognizer
 
-                recognizer = load_recognizer(md.path / "recognizer", vocab)
-                candidates = opts.get("candidates") or recognizer.cfg.candidates
+                recognizer = load_attached_recognizer(md.path, vocab)
+                if recognizer is not None:
+                    candidates = opts.get("candidates") or recognizer.cfg.candidates
         params = model.num_parameters()
     else:
         from latentspeech.baseline.valle import VALLE, load_valle

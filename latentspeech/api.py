@@ -45,8 +45,6 @@ DEFAULT_STEPS = 10
 DEFAULT_CFG = 2.0
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_PAUSE = 0.3
-#: Optional sub-dir of a LatentLM model dir: a phone recognizer that picks the clearest of N candidates.
-RECOGNIZER = "recognizer"
 
 #: kind → "module:Class" of its backend.
 BACKENDS: dict[str, str] = {
@@ -107,6 +105,7 @@ class LatentLMBackend(SpeechBackend):
     @classmethod
     def load(cls, path: Path, device=None) -> "LatentLMBackend":
         from .codec import load_codec
+        from .lm.recognizer import load_attached_recognizer
         from .text import PhoneVocab, TextFrontend
         from .train.latentlm import load_latentlm
 
@@ -119,13 +118,11 @@ class LatentLMBackend(SpeechBackend):
             vocab = PhoneVocab.from_dict(md.meta.get("phone_vocab"))
         except Exception as e:  # ConfigError: incompatible or missing vocabulary
             raise CheckpointError(f"{md.path}: {e}") from None
-        recognizer, candidates = None, 1
-        if (md.path / RECOGNIZER / "config.yaml").is_file():  # optional: candidate reranking
-            from .lm.recognizer import load_recognizer
-
-            recognizer = load_recognizer(md.path / RECOGNIZER, vocab).to(device or "cpu")
-            candidates = recognizer.cfg.candidates
-        return cls(model, codec, TextFrontend(vocab), md.meta, md.path, recognizer, candidates)
+        recognizer = load_attached_recognizer(md.path, vocab)  # optional: picks among candidates
+        if recognizer is not None:
+            recognizer.to(device or "cpu")
+        return cls(model, codec, TextFrontend(vocab), md.meta, md.path, recognizer,
+                   recognizer.cfg.candidates if recognizer is not None else 1)
 
     @property
     def device(self):
@@ -145,7 +142,7 @@ class LatentLMBackend(SpeechBackend):
         import torch
         from tqdm.auto import tqdm
 
-        from .lm.recognizer import best_candidates
+        from .lm.recognizer import RECOGNIZER, best_candidates
 
         n_cand = self.default_candidates if candidates is None else int(candidates)
         if n_cand < 1:

@@ -38,10 +38,9 @@ def attach_recognizer(recognizer_dir, model_dir) -> "Path":
     import tempfile
     from pathlib import Path
 
-    from ..api import RECOGNIZER
     from ..checkpoint import load_model_dir
     from ..errors import CheckpointError
-    from ..lm.recognizer import load_recognizer
+    from ..lm.recognizer import RECOGNIZER, load_recognizer
     from ..text import PhoneVocab
 
     lm = load_model_dir(model_dir, kind="latentlm")

@@ -32,13 +32,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.collate import pad_latents
 from ..errors import DataDirError
 from ..train.steps import examples
 from .aligner import silent_token_ids
 from .transformer import Transformer, TransformerConfig
 
-__all__ = ["RecognizerConfig", "PhoneRecognizer", "phone_targets", "phone_scores", "best_candidates", "phone_error_rate",
+__all__ = ["RECOGNIZER", "load_attached_recognizer", "RecognizerConfig", "PhoneRecognizer", "phone_targets", "phone_scores", "best_candidates", "phone_error_rate",
            "train_recognizer", "save_recognizer", "load_recognizer"]
+
+
+#: The sub-dir of a LatentLM model dir that holds its recognizer (optional).
+RECOGNIZER = "recognizer"
 
 
 @dataclass
@@ -85,15 +90,6 @@ def phone_targets(phones: Sequence[int], silent: set[int]) -> list[int]:
     return [int(t) for t in phones if int(t) not in silent]
 
 
-def _pad(latents: Sequence[torch.Tensor | np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
-    zs = [torch.as_tensor(z, dtype=torch.float32, device=device) for z in latents]
-    lens = torch.tensor([z.shape[0] for z in zs], device=device)
-    out = torch.zeros(len(zs), max(1, int(lens.max())), zs[0].shape[-1], device=device)
-    for i, z in enumerate(zs):
-        out[i, : z.shape[0]] = z
-    return out, lens
-
-
 def _ctc(rec: PhoneRecognizer, z: torch.Tensor, lens: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
     """Per-utterance CTC negative log-likelihood [B] (inf where a target cannot fit its frames)."""
     logp = rec(z, lens)
@@ -113,8 +109,8 @@ def phone_scores(rec: PhoneRecognizer, latents: Sequence[torch.Tensor], phones: 
     keep = [i for i, z in enumerate(latents) if z.shape[0] > 0]
     scores = torch.full((len(latents),), -math.inf)
     if keep:
-        z, lens = _pad([latents[i] for i in keep], dev)
-        nll = _ctc(rec, z, lens, [targets[i] for i in keep]).float().cpu()
+        z, lens = pad_latents([latents[i] for i in keep])
+        nll = _ctc(rec, z.to(dev), lens.to(dev), [targets[i] for i in keep]).float().cpu()
         for j, i in enumerate(keep):
             scores[i] = -nll[j] / len(targets[i])
     return scores
@@ -155,8 +151,8 @@ def phone_error_rate(rec: PhoneRecognizer, sources, max_utts: int = 200, batch_s
     errors = total = 0
     for k in range(0, len(items), batch_size):
         chunk = items[k : k + batch_size]
-        z, lens = _pad([sources[si].load(u) for si, u in chunk], dev)
-        logp = rec(z, lens)
+        z, lens = pad_latents([sources[si].load(u) for si, u in chunk])
+        logp = rec(z.to(dev), lens.to(dev))
         for b, (si, u) in enumerate(chunk):
             ref = phone_targets(sources[si].phones[u], silent)
             errors += _edits(_greedy(logp[b], int(lens[b]), rec.cfg.pad_id), ref)
@@ -188,11 +184,12 @@ def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr
 
     def batch_loss(step: int) -> torch.Tensor:
         batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
-        z, lens = _pad([sources[si].load(u) for si, u in batch], "cpu")
+        z, lens = pad_latents([sources[si].load(u) for si, u in batch])
         if cfg.input_noise > 0:
             z = z + torch.randn_like(z) * torch.rand(z.shape[0], 1, 1) * cfg.input_noise
         targets = [phone_targets(sources[si].phones[u], silent) or [cfg.pad_id] for si, u in batch]
-        nll = _ctc(rec, z.to(next(rec.parameters()).device), lens, targets)
+        dev = next(rec.parameters()).device
+        nll = _ctc(rec, z.to(dev), lens.to(dev), targets)
         loss = nll / torch.tensor([len(t) for t in targets], device=nll.device)
         return loss[torch.isfinite(loss)].mean()
 
@@ -212,3 +209,9 @@ def load_recognizer(path: str | os.PathLike, vocab=None) -> PhoneRecognizer:
     from ..checkpoint import load_config_model
 
     return load_config_model(path, "recognizer", PhoneRecognizer, RecognizerConfig, vocab)
+
+
+def load_attached_recognizer(model_dir: str | os.PathLike, vocab=None) -> PhoneRecognizer | None:
+    """The recognizer attached to a LatentLM model dir (``MODEL_DIR/recognizer``), or None without one."""
+    path = Path(model_dir) / RECOGNIZER
+    return load_recognizer(path, vocab) if (path / "config.yaml").is_file() else None

@@ -115,3 +115,9 @@ def test_phonemize_file(tmp_path, fe):
 def test_phonemize_file_missing_text(tmp_path):
     with pytest.raises(DataDirError, match="no such file"):
         phonemize_file(tmp_path / "text", tmp_path / "phones")
+
+
+@pytest.mark.parametrize("text", ["😀 🙂", "日本語", "Ελληνικά"])
+def test_text_with_only_symbols_or_foreign_letters_is_refused(text):
+    with pytest.raises(TextError, match="nothing to pronounce"):
+        TextFrontend().phonemes(text)

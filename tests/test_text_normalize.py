@@ -103,3 +103,12 @@ def test_control_and_format_characters_are_removed():
 def test_is_idempotent_on_plain_text():
     s = "Doctor Smith paid three dollars and fifty cents on December third, twenty twenty-four."
     assert normalize_text(s) == s
+
+
+def test_symbols_and_letters_of_other_scripts_are_dropped():
+    """Emoji and other symbols are not read out, nor are letters espeak-ng's English voice would spell
+    out by name ("Chinese letter"); accented Latin letters stay."""
+    assert normalize_text("hello 🙂 world ✓ → ★") == "hello world"
+    assert normalize_text("I said 日本語 and Ελληνικά, ok?") == "I said and, ok?"
+    assert normalize_text("Café naïve Ñandú straße Ærø") == "Café naïve Ñandú straße Ærø"
+    assert normalize_text("😀😀") == normalize_text("東京") == ""

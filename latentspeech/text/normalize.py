@@ -15,8 +15,13 @@
    thousand five``; any 4-digit number from 1100 to 2099 without a separator), decimals
    (``3.14`` → ``three point one four``), cardinals (``1,234`` → ``one thousand two hundred
    thirty-four``, US style without "and"), signed numbers;
-7. symbols: ``& % + @ = # ° × / < >`` to words, brackets to parentheses, other symbols removed;
+7. symbols: ``& % + @ = # ° × / < >`` to words, brackets to parentheses, other symbols (emoji,
+   arrows, stars, ...) removed;
 8. spacing: whitespace collapsed, no space before punctuation.
+
+The models speak English: letters of other scripts (Greek, Cyrillic, CJK, ...) are removed in step 1,
+because espeak-ng's English voice would spell out their names ("Chinese letter"); a text left with
+nothing to pronounce is then refused by the frontend in one line. Accented Latin letters stay.
 
 Numbers use num2words. The function never raises: a rule that fails on some match keeps the
 matched text with its digits read one by one, and numbers too long to read as a whole
@@ -138,8 +143,14 @@ _CHAR_MAP = {
 _CHAR_TABLE = str.maketrans(_CHAR_MAP)
 
 
+def _is_foreign_letter(ch: str, cat: str) -> bool:
+    """A letter of a script other than Latin (modifier letters such as ``ʼ`` are kept)."""
+    return cat in ("Lu", "Ll", "Lt", "Lo") and not unicodedata.name(ch, "").startswith("LATIN")
+
+
 def clean_unicode(text: str) -> str:
-    """Map quotes, dashes and ellipses to ASCII, NFKC-normalise and drop control/format characters."""
+    """Map quotes, dashes and ellipses to ASCII, NFKC-normalise and drop control/format characters
+    and letters of non-Latin scripts."""
     text = text.translate(_CHAR_TABLE)
     text = unicodedata.normalize("NFKC", text)
     text = text.translate(_CHAR_TABLE)  # NFKC may create new ones (e.g. fullwidth forms)
@@ -150,6 +161,8 @@ def clean_unicode(text: str) -> str:
             out.append(" ")
         elif cat[0] == "C":  # Cc control, Cf format, Cs surrogate, Co private use, Cn unassigned
             continue
+        elif _is_foreign_letter(ch, cat):
+            out.append(" ")
         else:
             out.append(ch)
     return "".join(out)
@@ -446,12 +459,13 @@ _DEGREES_RE = re.compile(r"°\s?([CF])\b")
 def read_symbols(text: str) -> str:
     """``&`` → and, ``+`` → plus, ``@`` → at, ``=`` → equals, ``#1`` → number one, ``#tag`` →
     hashtag, ``°C`` → degrees Celsius, ``and/or`` → and or, ``x.com`` → x dot com; brackets
-    become parentheses and other symbols are dropped."""
+    become parentheses and other symbols (Unicode categories S*: emoji, arrows, ...) are dropped."""
     text = _DEGREES_RE.sub(lambda m: " degrees " + ("Celsius" if m.group(1) == "C" else "Fahrenheit"), text)
     text = _HASHTAG_RE.sub(" hashtag ", text)
     text = _WORD_SLASH_RE.sub(" ", text)
     text = _DOT_WORD_RE.sub(" dot ", text)
-    return text.translate(_SYMBOL_TABLE)
+    text = text.translate(_SYMBOL_TABLE)
+    return "".join(" " if unicodedata.category(ch)[0] == "S" else ch for ch in text)
 
 
 # ---------------------------------------------------------------------------- 8. spacing

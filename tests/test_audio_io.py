@@ -80,6 +80,19 @@ def test_silent_and_short_prompts_rejected(tone):
         prepare_prompt(wav[: sr // 4], sr)
 
 
+def test_dc_offset_is_removed_from_prompts(tone):
+    """An offset would hide the pauses from the trimming and the level from the loudness
+    normalisation; the prompt prepared with one is the prompt prepared without it."""
+    wav, sr = tone
+    padded = np.concatenate([np.zeros(sr), wav, np.zeros(sr)]).astype(np.float32)
+    clean = prepare_prompt(padded, sr)
+    shifted = prepare_prompt(padded + 0.3, sr)
+    assert len(shifted) == len(clean) < len(padded)
+    np.testing.assert_allclose(shifted, clean, atol=1e-3)
+    with pytest.raises(AudioError, match="silent"):
+        prepare_prompt(np.full(sr * 2, 0.5, dtype=np.float32), sr)
+
+
 def test_trim_silence_removes_edges(tone):
     wav, sr = tone
     padded = np.concatenate([np.zeros(sr), wav, np.zeros(sr)]).astype(np.float32)

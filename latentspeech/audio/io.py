@@ -215,11 +215,15 @@ def prepare_prompt(
     """Load a speaker prompt for synthesis: mono, resampled, trimmed, loudness-normalised, checked.
 
     Stereo is averaged, other rates are resampled (8 kHz audio is upsampled: it works, but the
-    voice will sound band-limited). A clipped prompt is accepted as it is. Audio longer than
-    ``max_seconds`` keeps its first ``max_seconds``.
+    voice will sound band-limited), a DC offset is removed (it would hide the pauses from the
+    trimming and the level from the loudness normalisation; a prompt that is only an offset is
+    silent). A clipped prompt is accepted as it is. Audio longer than ``max_seconds`` keeps its
+    first ``max_seconds``.
     """
     name = f"prompt {_name(src)}"
     wav = load_audio(src, sample_rate, source_rate=source_rate)
+    if wav.size:
+        wav = (wav - wav.mean(dtype=np.float64)).astype(np.float32)
     check_audio(wav, sample_rate, name)
     wav = trim_silence(wav, sample_rate)
     check_audio(wav, sample_rate, name, min_seconds=min_seconds)

@@ -323,3 +323,44 @@ def test_train_init_from_starts_at_the_given_weights(data_on_disk, tmp_path, one
         "dim": 48, "n_layers": 1, "n_heads": 2, "max_seq_len": 256}}))
     with pytest.raises(CheckpointError, match="init_from .* does not match the model config"):
         train_latentlm(wider, [(str(data), str(dump))], tmp_path / "c", max_steps=1, progress=False)
+
+
+def test_init_grow_layers_starts_from_the_same_function(data_on_disk, tmp_path, one_thread):
+    """``init_grow_layers``: a deeper Transformer starts from a trained model's weights, its extra layers
+    as identity maps (the same outputs); without the flag the deeper model is refused, and a model
+    shallower than its source is refused with the flag too."""
+    from latentspeech.checkpoint import CheckpointError
+    from latentspeech.config import from_dict
+    from latentspeech.train.latentlm import LatentLMTrainConfig, init_latentlm_from, load_latentlm, train_latentlm
+
+    tf = {"dim": 32, "n_heads": 2, "max_seq_len": 256}
+    raw = {
+        "model": {"transformer": {**tf, "n_layers": 1}, "head_blocks": 1},
+        "data": {"prompt_seconds": [0.2, 0.4], "max_tokens": 400, "max_batch_size": 4},
+        "optim": {"warmup_steps": 1, "lr": 1e-3},
+        "trainer": {"accelerator": "cpu", "ckpt_every_steps": 0, "log_every_steps": 1, "seed": 1},
+    }
+    data, dump = data_on_disk
+    base = train_latentlm(from_dict(LatentLMTrainConfig, raw), [(str(data), str(dump))], tmp_path / "a",
+                          max_steps=3, progress=False)
+    deeper = {**raw, "model": {**raw["model"], "transformer": {**tf, "n_layers": 3}},
+              "optim": {"warmup_steps": 1, "lr": 0.0}, "init_from": str(base)}
+    with pytest.raises(CheckpointError, match="init_from .* does not match the model config"):
+        train_latentlm(from_dict(LatentLMTrainConfig, deeper), [(str(data), str(dump))], tmp_path / "b",
+                       max_steps=1, progress=False)
+    grown_dir = train_latentlm(from_dict(LatentLMTrainConfig, {**deeper, "init_grow_layers": True}),
+                               [(str(data), str(dump))], tmp_path / "c", max_steps=1, progress=False)
+    a, _ = load_latentlm(base)
+    g, _ = load_latentlm(grown_dir)
+    assert g.transformer.cfg.n_layers == 3
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, g.state_dict()[k]), k
+    for layer in g.transformer.layers[1:]:
+        assert not layer.attn.wo.weight.any() and not layer.ffn.w2.weight.any()
+        assert layer.attn.wq.weight.any()  # the rest of a new layer is initialised as usual
+    torch.manual_seed(0)
+    x, pos = torch.randn(2, 9, 32), torch.arange(9).expand(2, 9)
+    valid = torch.ones(2, 9, dtype=torch.bool)
+    torch.testing.assert_close(g.transformer(x, pos, valid), a.transformer(x, pos, valid))
+    with pytest.raises(CheckpointError, match="can only add layers"):
+        init_latentlm_from(a, str(grown_dir), grow_layers=True)

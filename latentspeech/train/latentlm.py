@@ -15,7 +15,10 @@
 * Fine-tuning (``init_from``: a LatentLM model dir or bundled name): the run starts from that
   model's weights instead of a random init, with a fresh optimizer and schedule (e.g. to continue a
   shipped model for more steps at a lower learning rate). Its tensors must match the configured
-  model exactly; a mismatch is a one-line error.
+  model exactly; a mismatch is a one-line error. With ``init_grow_layers: true`` the configured
+  Transformer may be deeper than the source's: its layers fill the first ones and the extra layers
+  are appended as identity maps (zero output projections), so the run starts from the source's
+  function with more capacity.
 * Guidance distillation (``distill.steps`` > 0, :mod:`.distill`): after training (also when a
   finished run is resumed), a head-only fine-tune folds CFG at ``distill.scale`` into the head; the
   exported model then records ``guidance_distilled`` and recommends ``cfg`` 1.
@@ -35,9 +38,9 @@ from typing import Sequence
 
 import torch
 
-from ..checkpoint import load_model_dir, resolve_model, save_model_dir
+from ..checkpoint import cast_floating, load_model_dir, load_state_dict_strict, resolve_model, save_model_dir
 from ..config import to_dict
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..lm.latentlm import LatentLM, LatentLMConfig
 from .distill import DistillConfig, distill_guidance
 
@@ -112,6 +115,7 @@ class LatentLMTrainConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)  # steps > 0: guidance distillation after training
     init_from: str | None = None  # a LatentLM model dir / bundled name whose weights start the run (fine-tune)
+    init_grow_layers: bool = False  # init_from may have fewer Transformer layers: the extra ones start as identity
 
     def validate(self) -> None:
         self.data.validate()
@@ -249,7 +253,6 @@ def export_latentlm(model: LatentLM, out: str | Path, codec_dir: str | Path | No
 def load_latentlm(name_or_dir=None, device=None):
     """(LatentLM in eval mode, ModelDir) from a model dir or bundled name (default ``latentlm-demo``)."""
     from ..config import from_dict
-    from ..errors import CheckpointError
 
     md = load_model_dir(name_or_dir, kind=KIND)
     try:
@@ -261,14 +264,33 @@ def load_latentlm(name_or_dir=None, device=None):
     return model.eval().to(device or "cpu"), md
 
 
-def init_latentlm_from(model: LatentLM, name_or_dir: str) -> Path:
+def init_latentlm_from(model: LatentLM, name_or_dir: str, grow_layers: bool = False) -> Path:
     """Copy the weights of a trained LatentLM (model dir or bundled name) into ``model``.
 
     Every tensor must exist with the same shape (one-line :class:`CheckpointError` otherwise); the
-    length guards and other non-weight settings stay those of ``model``'s config.
+    length guards and other non-weight settings stay those of ``model``'s config. ``grow_layers``:
+    ``model``'s Transformer may have more layers than the source's; the source's fill the first ones
+    and each extra layer starts as an identity map (its attention and feed-forward output
+    projections zero: pre-norm residual blocks then add nothing).
     """
     md = load_model_dir(name_or_dir, kind=KIND)
-    md.load_into(model, where=f"init_from {md.path}")
+    where = f"init_from {md.path}"
+    if not grow_layers:
+        md.load_into(model, where=where)
+        return md.path
+    own = model.transformer.cfg.n_layers
+    src = int(md.config.get("transformer", {}).get("n_layers", own))
+    if src > own:
+        raise CheckpointError(f"{where}: the source has {src} Transformer layers, the model only {own}; "
+                              "init_grow_layers can only add layers")
+    state = dict(cast_floating(md.state_dict, torch.float32))
+    for i in range(src, own):
+        block = model.transformer.layers[i]
+        torch.nn.init.zeros_(block.attn.wo.weight)
+        torch.nn.init.zeros_(block.ffn.w2.weight)
+        prefix = f"transformer.layers.{i}."
+        state.update({prefix + k: v.detach().clone() for k, v in block.state_dict().items()})
+    load_state_dict_strict(model, state, where=where)
     return md.path
 
 
@@ -328,7 +350,7 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     module = LatentLMModule(to_dict(mcfg), to_dict(ocfg))
     if cfg.init_from and not (resume and (out_dir / "checkpoints" / "last.ckpt").is_file()):
-        init_latentlm_from(module.model, cfg.init_from)
+        init_latentlm_from(module.model, cfg.init_from, grow_layers=cfg.init_grow_layers)
     codec_dir = None
     codec_name = codec or meta_src.get("codec")
     if codec_name:

@@ -293,6 +293,22 @@ def test_train_exports_and_resumes(data_on_disk, tmp_path, one_thread):
     assert logs and "train/diff" in logs[0].read_text().splitlines()[0]
 
 
+def _tiny_base_model(data_on_disk, out):
+    """(raw train config, model dir) of a 1-layer LatentLM trained 3 steps: the source of init_from tests."""
+    from latentspeech.config import from_dict
+    from latentspeech.train.latentlm import LatentLMTrainConfig, train_latentlm
+
+    raw = {
+        "model": {"transformer": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 256}, "head_blocks": 1},
+        "data": {"prompt_seconds": [0.2, 0.4], "max_tokens": 400, "max_batch_size": 4},
+        "optim": {"warmup_steps": 1, "lr": 1e-3},
+        "trainer": {"accelerator": "cpu", "ckpt_every_steps": 0, "log_every_steps": 1, "seed": 1},
+    }
+    data, dump = data_on_disk
+    return raw, train_latentlm(from_dict(LatentLMTrainConfig, raw), [(str(data), str(dump))], out, max_steps=3,
+                               progress=False)
+
+
 def test_train_init_from_starts_at_the_given_weights(data_on_disk, tmp_path, one_thread):
     """``init_from``: the run starts from a trained model's weights (lr 0 keeps them), and a model of
     another shape is refused in one line."""
@@ -302,15 +318,8 @@ def test_train_init_from_starts_at_the_given_weights(data_on_disk, tmp_path, one
     from latentspeech.config import from_dict
     from latentspeech.train.latentlm import LatentLMTrainConfig, load_latentlm, train_latentlm
 
-    raw = {
-        "model": {"transformer": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 256}, "head_blocks": 1},
-        "data": {"prompt_seconds": [0.2, 0.4], "max_tokens": 400, "max_batch_size": 4},
-        "optim": {"warmup_steps": 1, "lr": 1e-3},
-        "trainer": {"accelerator": "cpu", "ckpt_every_steps": 0, "log_every_steps": 1, "seed": 1},
-    }
+    raw, base = _tiny_base_model(data_on_disk, tmp_path / "a")
     data, dump = data_on_disk
-    base = train_latentlm(from_dict(LatentLMTrainConfig, raw), [(str(data), str(dump))], tmp_path / "a",
-                          max_steps=3, progress=False)
     cfg = from_dict(LatentLMTrainConfig, {**raw, "optim": {"warmup_steps": 1, "lr": 0.0}, "init_from": str(base)})
     cfg.trainer.seed = 2  # another random init: only init_from can make the weights equal
     tuned = train_latentlm(cfg, [(str(data), str(dump))], tmp_path / "b", max_steps=1, progress=False)
@@ -333,17 +342,9 @@ def test_init_grow_layers_starts_from_the_same_function(data_on_disk, tmp_path, 
     from latentspeech.config import from_dict
     from latentspeech.train.latentlm import LatentLMTrainConfig, init_latentlm_from, load_latentlm, train_latentlm
 
-    tf = {"dim": 32, "n_heads": 2, "max_seq_len": 256}
-    raw = {
-        "model": {"transformer": {**tf, "n_layers": 1}, "head_blocks": 1},
-        "data": {"prompt_seconds": [0.2, 0.4], "max_tokens": 400, "max_batch_size": 4},
-        "optim": {"warmup_steps": 1, "lr": 1e-3},
-        "trainer": {"accelerator": "cpu", "ckpt_every_steps": 0, "log_every_steps": 1, "seed": 1},
-    }
+    raw, base = _tiny_base_model(data_on_disk, tmp_path / "a")
     data, dump = data_on_disk
-    base = train_latentlm(from_dict(LatentLMTrainConfig, raw), [(str(data), str(dump))], tmp_path / "a",
-                          max_steps=3, progress=False)
-    deeper = {**raw, "model": {**raw["model"], "transformer": {**tf, "n_layers": 3}},
+    deeper = {**raw, "model": {**raw["model"], "transformer": {**raw["model"]["transformer"], "n_layers": 3}},
               "optim": {"warmup_steps": 1, "lr": 0.0}, "init_from": str(base)}
     with pytest.raises(CheckpointError, match="init_from .* does not match the model config"):
         train_latentlm(from_dict(LatentLMTrainConfig, deeper), [(str(data), str(dump))], tmp_path / "b",

@@ -14,7 +14,7 @@ import torch
 from latentspeech.data.lm_dataset import LMSource
 from latentspeech.errors import CheckpointError, ConfigError
 from latentspeech.lm.aligner import silent_token_ids
-from latentspeech.lm.recognizer import (RecognizerConfig, augment, load_recognizer, phone_error_rate, phone_scores,
+from latentspeech.lm.recognizer import (RecognizerConfig, load_recognizer, phone_error_rate, phone_scores,
                                         save_recognizer, train_recognizer)
 from latentspeech.text import PhoneVocab
 
@@ -67,24 +67,6 @@ def test_scores_prefer_the_spoken_phones(trained):
     assert s.tolist() == [-float("inf"), -float("inf")]
 
 
-def test_augment_jitters_channels_around_the_mean_and_masks_spans():
-    z = torch.randn(3, 40, 8) + 3.0
-    lens = torch.tensor([40, 25, 9])
-    gen = torch.Generator().manual_seed(0)
-    jittered = augment(z, lens, RecognizerConfig(input_noise=0.0, scale_jitter=0.3), gen)
-    masked = augment(z, lens, RecognizerConfig(input_noise=0.0, time_masks=2, time_mask_frames=4), gen)
-    for b, n in enumerate(lens.tolist()):
-        mean = z[b, :n].mean(0)
-        torch.testing.assert_close(jittered[b, :n].mean(0), mean, atol=1e-4, rtol=0)  # the voice's mean stays
-        assert not torch.allclose(jittered[b, :n], z[b, :n])
-        at_mean = (masked[b, :n] - mean).abs().amax(-1) < 1e-5
-        assert 0 < int(at_mean.sum()) <= 8  # two spans of at most 4 frames, set to the mean
-        torch.testing.assert_close(masked[b, :n][~at_mean], z[b, :n][~at_mean])
-    assert torch.equal(augment(z, lens, RecognizerConfig(input_noise=0.0), gen), z)  # nothing asked, nothing changed
-    noisy = augment(z, lens, RecognizerConfig(input_noise=0.3), gen)
-    assert 0 < float((noisy - z).std()) < 0.3
-
-
 def test_model_dir_round_trip_and_inventory_check(trained, tmp_path):
     vocab, src, rec, _ = trained
     out = save_recognizer(rec, tmp_path / "rec", {"phone_vocab": vocab.to_dict()})
@@ -125,8 +107,7 @@ def test_cli_trains_and_attaches_then_the_api_keeps_the_best_candidate(trained, 
     shutil.copytree(tiny_latentlm_dir, model)
     cli = [sys.executable, "-m", "latentspeech", "recognizer", "--data", str(data), "--latents", str(store),
            "--valid-data", str(data), "--valid-latents", str(store), "--out", str(tmp_path / "exp"), "--steps", "3",
-           "--batch-size", "4", "--num-threads", "1", "--no-progress", "--dropout", "0.1", "--scale-jitter", "0.1",
-           "--time-masks", "1"]
+           "--batch-size", "4", "--num-threads", "1", "--no-progress"]
     res = subprocess.run(cli + ["--candidates", "0"], capture_output=True, text=True)
     assert res.returncode != 0 and "--candidates must be between 1 and 16" in res.stderr and "Traceback" not in res.stderr
     res = subprocess.run(cli + ["--attach", str(model), "--candidates", "3"], capture_output=True, text=True)
@@ -135,8 +116,6 @@ def test_cli_trains_and_attaches_then_the_api_keeps_the_best_candidate(trained, 
 
     tts = TTS.from_pretrained(model)
     assert tts.backend.default_candidates == 3
-    cfg = tts.backend.recognizer.cfg
-    assert (cfg.dropout, cfg.scale_jitter, cfg.time_masks) == (0.1, 0.1, 1)
     seen = []
 
     def pick_second(rec, latents, phones):  # record the candidates, prefer the second of each sentence

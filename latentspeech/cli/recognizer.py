@@ -26,11 +26,6 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=1500, metavar="N", help="training batches (default 1500)")
     p.add_argument("--batch-size", type=int, default=32, metavar="B")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dropout", type=float, metavar="P", help="training: Transformer dropout (default: RecognizerConfig's)")
-    p.add_argument("--scale-jitter", type=float, metavar="S",
-                   help="training: scale each latent channel's deviation from the utterance mean by exp(N(0, S^2))")
-    p.add_argument("--time-masks", type=int, metavar="N",
-                   help="training: N spans of a few frames per utterance set to its mean")
     p.add_argument("--num-threads", type=int, default=2, metavar="N", help="torch CPU threads (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     p.set_defaults(func=run)
@@ -86,8 +81,7 @@ def run(args) -> int:
         torch.set_num_threads(args.num_threads)
     vocab = PhoneVocab()
     sources = [LMSource.from_dirs(d, z, vocab) for d, z in pairs]
-    given = {k: getattr(args, k) for k in ("dropout", "scale_jitter", "time_masks") if getattr(args, k) is not None}
-    config = dataclasses.replace(RecognizerConfig(), candidates=args.candidates, **given)
+    config = dataclasses.replace(RecognizerConfig(), candidates=args.candidates)
     rec = train_recognizer(sources, vocab, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                            progress=not args.no_progress, config=config)
     meta = {"phone_vocab": vocab.to_dict(), "steps": args.steps, "train_sets": [d for d, _ in pairs]}

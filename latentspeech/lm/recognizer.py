@@ -57,10 +57,6 @@ class RecognizerConfig:
     transformer_layers: int = 3
     n_heads: int = 4
     input_noise: float = 0.3  # training: the input gets N(0, σ²), σ ~ U(0, input_noise) per utterance
-    dropout: float = 0.0  # training: dropout in the Transformer
-    scale_jitter: float = 0.0  # training: each latent channel's deviation from the utterance mean scaled by exp(N(0, s²))
-    time_masks: int = 0  # training: this many spans of up to `time_mask_frames` frames set to the utterance mean
-    time_mask_frames: int = 4
     silent_ids: list[int] = dataclasses.field(default_factory=list)  # tokens that are never targets
     candidates: int = 2  # how many candidates a LatentLM holding this recognizer draws per sentence by default
 
@@ -75,46 +71,18 @@ class PhoneRecognizer(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(cfg.dim, cfg.dim, cfg.kernel_size, padding=cfg.kernel_size // 2)
                                    for _ in range(cfg.conv_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.dim) for _ in range(cfg.conv_layers))
-        self.encoder = Transformer(TransformerConfig(dim=cfg.dim, n_layers=cfg.transformer_layers, n_heads=cfg.n_heads,
-                                                     causal=False, max_seq_len=4096, dropout=cfg.dropout))
+        self.encoder = Transformer(TransformerConfig(dim=cfg.dim, n_layers=cfg.transformer_layers,
+                                                     n_heads=cfg.n_heads, causal=False, max_seq_len=4096))
         self.out = nn.Linear(cfg.dim, cfg.vocab_size)
 
     def forward(self, z: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         """z [B, T, D], lens [B] → log-probabilities [B, T, vocab_size]."""
         valid = (torch.arange(z.shape[1], device=z.device)[None] < lens[:, None])[..., None]
-        x = self.inp(_centred(z, lens) * valid) * valid
+        mean = (z * valid).sum(1, keepdim=True) / lens.clamp(min=1)[:, None, None]
+        x = self.inp((z - mean) * valid) * valid
         for conv, norm in zip(self.convs, self.norms):
             x = x + F.gelu(norm(conv(x.transpose(1, 2)).transpose(1, 2))) * valid
         return self.out(self.encoder(x, padding_mask=valid[..., 0])).log_softmax(-1)
-
-
-def _centred(z: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-    """Each utterance's latents [B, T, D] minus its mean over its ``lens`` valid frames."""
-    valid = (torch.arange(z.shape[1], device=z.device)[None] < lens[:, None])[..., None]
-    return z - (z * valid).sum(1, keepdim=True) / lens.clamp(min=1)[:, None, None]
-
-
-def augment(z: torch.Tensor, lens: torch.Tensor, cfg: RecognizerConfig, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Training-time corruption of a padded batch [B, T, D]: per-channel scale jitter around each
-    utterance's mean (another voice, roughly), spans set to the mean (SpecAugment's time masks) and
-    Gaussian noise of a per-utterance σ ~ U(0, input_noise) (generated latents are not exact encodings)."""
-    b, t, d = z.shape
-    dev = z.device
-    if cfg.scale_jitter > 0 or cfg.time_masks > 0:
-        dz = _centred(z, lens)
-        mean = z - dz
-        if cfg.scale_jitter > 0:
-            dz = dz * torch.exp(torch.randn(b, 1, d, generator=gen) * cfg.scale_jitter).to(dev)
-        if cfg.time_masks > 0:
-            frames = torch.arange(t, device=dev)[None]
-            for _ in range(cfg.time_masks):
-                width = torch.randint(0, cfg.time_mask_frames + 1, (b, 1), generator=gen).to(dev)
-                start = (torch.rand(b, 1, generator=gen).to(dev) * (lens[:, None] - width).clamp(min=0)).long()
-                dz = dz.masked_fill(((frames >= start) & (frames < start + width))[..., None], 0.0)
-        z = mean + dz
-    if cfg.input_noise > 0:
-        z = z + torch.randn(z.shape, generator=gen).to(dev) * torch.rand(b, 1, 1, generator=gen).to(dev) * cfg.input_noise
-    return z
 
 
 def phone_targets(phones: Sequence[int], silent: set[int]) -> list[int]:
@@ -217,7 +185,8 @@ def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr
     def batch_loss(step: int) -> torch.Tensor:
         batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
         z, lens = pad_latents([sources[si].load(u) for si, u in batch])
-        z = augment(z, lens, cfg)
+        if cfg.input_noise > 0:
+            z = z + torch.randn_like(z) * torch.rand(z.shape[0], 1, 1) * cfg.input_noise
         targets = [phone_targets(sources[si].phones[u], silent) or [cfg.pad_id] for si, u in batch]
         dev = next(rec.parameters()).device
         nll = _ctc(rec, z.to(dev), lens.to(dev), targets)

@@ -6,12 +6,11 @@ LatentLM's codec, scores it with each ``--recognizer`` (CTC log-likelihood of th
 phone, what :func:`latentspeech.lm.recognizer.best_candidates` maximises), and reports per recognizer:
 
 * Spearman's rho between the score and the draw's WER (more negative: a better judge);
-  beside the shipped score, the negative greedy phone error rate against the sentence's phones ("per");
 * the pooled WER of the draw it picks among the first k draws of each utterance, for k = 2 .. N,
   beside the mean over draws (no pick) and the oracle (the draw with the fewest errors).
 
     python bench/recognizer_pick.py --model latentspeech/assets/latentlm-demo \\
-        --recognizer latentspeech/assets/latentlm-demo/recognizer --recognizer egs/demo/tts1/exp/recognizer_aug/model \\
+        --recognizer latentspeech/assets/latentlm-demo/recognizer --recognizer OTHER_RECOGNIZER_DIR \\
         egs/demo/tts1/exp_hc/decode/dev/latentlm/result.json egs/demo/tts1/exp_hc_chk/decode/dev/latentlm/result.json
 """
 
@@ -54,14 +53,7 @@ def main() -> None:
 
     from latentspeech.api import LatentLMBackend
     from latentspeech.audio import load_audio
-    from latentspeech.lm.recognizer import _edits, _greedy, load_recognizer, phone_scores, phone_targets
-    from latentspeech.data.collate import pad_latents
-
-    def neg_per(rec, lat, ids):
-        z, lens = pad_latents(lat)
-        logp = rec(z, lens)
-        ref = phone_targets(ids, set(rec.cfg.silent_ids))
-        return [-_edits(_greedy(logp[b], int(lens[b]), rec.cfg.pad_id), ref) / max(1, len(ref)) for b in range(len(lat))]
+    from latentspeech.lm.recognizer import load_recognizer, phone_scores
 
     torch.set_num_threads(args.num_threads)
     backend = LatentLMBackend.load(Path(args.model))
@@ -69,14 +61,13 @@ def main() -> None:
     for result in args.results:
         draws = load_draws(result)
         n = min(len(d) for d in draws.values())
-        scores = {f"{r} {kind}": [] for r in recognizers for kind in ("ll", "per")}  # per utterance: [n] scores
+        scores = {r: [] for r in recognizers}  # per utterance: [n] scores
         with torch.inference_mode():
             for utt, rows in draws.items():
                 ids = backend.frontend.encode_batch([rows[0]["text"]])[0]
                 lat = [backend.encode_prompt(load_audio(r["wav"], backend.sample_rate)) for r in rows[:n]]
                 for name, rec in recognizers.items():
-                    scores[f"{name} ll"].append(phone_scores(rec, lat, [ids] * n).tolist())
-                    scores[f"{name} per"].append(neg_per(rec, lat, ids))
+                    scores[name].append(phone_scores(rec, lat, [ids] * n).tolist())
         utts = list(draws)
         wer = np.array([[draws[u][k]["wer"] for k in range(n)] for u in utts])
         print(f"\n{result} ({len(utts)} utterances x {n} draws)")
@@ -84,7 +75,7 @@ def main() -> None:
               + ", ".join(f"k={k} {pooled_wer([min(draws[u][:k], key=lambda r: r['wer'] * r['ref_words']) for u in utts]):.3f}"
                           for k in range(2, n + 1)))
         if len(recognizers) > 1:
-            scores["sum of ll"] = np.sum([scores[f"{r} ll"] for r in recognizers], 0).tolist()
+            scores["all, scores summed"] = np.sum([scores[r] for r in recognizers], 0).tolist()
         for name, sc in scores.items():
             s = np.array(sc)
             finite = np.isfinite(s)
@@ -95,4 +86,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from latentspeech.errors import LatentSpeechError
+
+    try:
+        main()
+    except LatentSpeechError as e:  # a model or recognizer dir that does not load: one line
+        raise SystemExit(f"error: {e}") from None

@@ -27,7 +27,7 @@ import torch
 
 from . import __version__
 from .config import load_yaml, save_yaml
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -234,6 +234,10 @@ def load_config_model(path: str | os.PathLike, kind: str, model_cls, config_cls,
     if vocab is not None and saved and saved.get("checksum") != vocab.to_dict().get("checksum"):
         raise CheckpointError(f"{md.path}: the {kind} was trained with another phone inventory "
                               f"(checksum {saved.get('checksum')} vs {vocab.to_dict().get('checksum')})")
-    model = model_cls(from_dict(config_cls, md.config))
+    try:
+        cfg = from_dict(config_cls, md.config)
+    except ConfigError as e:  # e.g. a dir written by another version: one line that names it
+        raise CheckpointError(f"{md.path}: bad {kind} config: {e}") from None
+    model = model_cls(cfg)
     load_state_dict_strict(model, md.state_dict, str(md.path))
     return model.eval()

@@ -78,6 +78,10 @@ def test_model_dir_round_trip_and_inventory_check(trained, tmp_path):
     save_recognizer(rec, tmp_path / "other", {"phone_vocab": other})
     with pytest.raises(CheckpointError, match="another phone inventory"):
         load_recognizer(tmp_path / "other", vocab)
+    cfg_file = out / "config.yaml"  # a config key this version does not know (a dir from another version)
+    cfg_file.write_text(cfg_file.read_text().replace("config:\n", "config:\n  time_masks: 2\n", 1))
+    with pytest.raises(CheckpointError, match=r"rec: bad recognizer config: unknown key time_masks"):
+        load_recognizer(out, vocab)
 
 
 # -- in a LatentLM model dir ------------------------------------------------------------------------

@@ -73,6 +73,16 @@ class ModelDir:
         state = cast_floating(self.state_dict, torch.float32)
         load_state_dict_strict(module, state, where=where or str(self.path))
 
+    def typed_config(self, config_cls):
+        """The config as the dataclass ``config_cls``: a key this version does not know (a dir written by
+        another version) or a bad value is a one-line :class:`CheckpointError` naming the dir."""
+        from .config import from_dict
+
+        try:
+            return from_dict(config_cls, self.config)
+        except ConfigError as e:
+            raise CheckpointError(f"{self.path}: bad {self.kind} config: {e}") from None
+
 
 def bundled_path(name: str) -> Path:
     return ASSETS / BUNDLED[name]
@@ -227,17 +237,11 @@ def load_config_model(path: str | os.PathLike, kind: str, model_cls, config_cls,
     """A model dir saved by :func:`save_config_model`, rebuilt as ``model_cls(config_cls(...))`` in eval
     mode. With ``vocab`` (a ``PhoneVocab``) its phone inventory must be the one recorded in the dir's
     ``meta.phone_vocab`` (a one-line :class:`CheckpointError` otherwise)."""
-    from .config import from_dict
-
     md = load_model_dir(path, kind=kind)
     saved = md.meta.get("phone_vocab") or {}
     if vocab is not None and saved and saved.get("checksum") != vocab.to_dict().get("checksum"):
         raise CheckpointError(f"{md.path}: the {kind} was trained with another phone inventory "
                               f"(checksum {saved.get('checksum')} vs {vocab.to_dict().get('checksum')})")
-    try:
-        cfg = from_dict(config_cls, md.config)
-    except ConfigError as e:  # e.g. a dir written by another version: one line that names it
-        raise CheckpointError(f"{md.path}: bad {kind} config: {e}") from None
-    model = model_cls(cfg)
+    model = model_cls(md.typed_config(config_cls))
     load_state_dict_strict(model, md.state_dict, str(md.path))
     return model.eval()

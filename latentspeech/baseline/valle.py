@@ -589,13 +589,9 @@ def load_valle(name_or_dir: str | os.PathLike | None = "valle-demo", device: str
     subfolder (``CheckpointError`` if it is missing or not an RVQ codec matching the model).
     """
     from ..checkpoint import load_model_dir
-    from ..config import from_dict
 
     md = load_model_dir(name_or_dir if name_or_dir is not None else "valle-demo", kind=KIND)
-    try:
-        cfg = from_dict(VALLEConfig, md.config)
-    except ConfigError as e:
-        raise CheckpointError(f"{md.path}: bad VALL-E config: {e}") from None
+    cfg = md.typed_config(VALLEConfig)
     model = VALLE(cfg)
     md.load_into(model)
     model = model.eval().to(device or "cpu")

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_model_dir, save_model_dir
-from ..config import from_dict, to_dict
-from ..errors import AudioError, CheckpointError, ConfigError
+from ..config import to_dict
+from ..errors import AudioError, CheckpointError
 from .bottleneck import BottleneckOutput, build_bottleneck
 from .config import CodecConfig
 from .layers import Decoder, Encoder, PitchPrediction
@@ -191,10 +191,6 @@ def save_codec(codec: AudioCodec, path: str | os.PathLike, meta: dict | None = N
 def load_codec(name_or_dir: str | os.PathLike | None = None, device: str | torch.device | None = None) -> AudioCodec:
     """Load a codec model directory (or bundled name, default ``codec-demo``) in eval mode, float32."""
     md = load_model_dir(name_or_dir if name_or_dir is not None else DEFAULT_CODEC, kind=KIND)
-    try:
-        cfg = from_dict(CodecConfig, md.config)
-    except ConfigError as e:
-        raise CheckpointError(f"{md.path}: bad codec config: {e}") from None
-    codec = AudioCodec(cfg)
+    codec = AudioCodec(md.typed_config(CodecConfig))
     md.load_into(codec)
     return codec.eval().to(device or "cpu")

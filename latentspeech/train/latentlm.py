@@ -252,14 +252,8 @@ def export_latentlm(model: LatentLM, out: str | Path, codec_dir: str | Path | No
 
 def load_latentlm(name_or_dir=None, device=None):
     """(LatentLM in eval mode, ModelDir) from a model dir or bundled name (default ``latentlm-demo``)."""
-    from ..config import from_dict
-
     md = load_model_dir(name_or_dir, kind=KIND)
-    try:
-        cfg = from_dict(LatentLMConfig, md.config)
-    except ConfigError as e:
-        raise CheckpointError(f"{md.path}: bad latentlm config: {e}") from None
-    model = LatentLM(cfg)
+    model = LatentLM(md.typed_config(LatentLMConfig))
     md.load_into(model)
     return model.eval().to(device or "cpu"), md
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .config import load_yaml, save_yaml
+from .config import from_dict, load_yaml, save_yaml
 from .errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
@@ -76,8 +76,6 @@ class ModelDir:
     def typed_config(self, config_cls):
         """The config as the dataclass ``config_cls``: a key this version does not know (a dir written by
         another version) or a bad value is a one-line :class:`CheckpointError` naming the dir."""
-        from .config import from_dict
-
         try:
             return from_dict(config_cls, self.config)
         except ConfigError as e:

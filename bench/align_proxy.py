@@ -12,8 +12,8 @@ phone pattern (repeats collapsed via the known durations -> run-length decoding)
 import argparse, json, math, random, sys, time
 import numpy as np
 import torch
-from latentspeech.lm.latentlm import LatentLM, LatentLMConfig
-from latentspeech.lm.transformer import TransformerConfig
+from latentspeech.models.latentlm import LatentLM, LatentLMConfig
+from latentspeech.models.transformer import TransformerConfig
 from latentspeech.data.collate import collate_lm
 
 ap = argparse.ArgumentParser()

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from latentspeech.audio import save_audio
     from latentspeech.audio.features import mel_distance
-    from latentspeech.codec import load_codec
+    from latentspeech.models.codec import load_codec
     from latentspeech.data.kaldi import DataDir
 
     codec = load_codec(args.model)

@@ -33,18 +33,18 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from latentspeech.lm.diffusion import NoiseSchedule, guided, sample  # noqa: E402
-from latentspeech.lm.latentlm import LatentLM  # noqa: E402
+from latentspeech.models.diffusion import NoiseSchedule, guided, sample  # noqa: E402
+from latentspeech.models.latentlm import LatentLM  # noqa: E402
 
 
 def build_model(args):
     if args.model:
-        from latentspeech.train.latentlm import load_latentlm
+        from latentspeech.models.latentlm import load_latentlm
 
         model, md = load_latentlm(args.model)
         codec = None
         if (md.path / "codec").is_dir():
-            from latentspeech.codec import load_codec
+            from latentspeech.models.codec import load_codec
 
             codec = load_codec(md.path / "codec")
         return model, codec, str(md.path)
@@ -133,7 +133,7 @@ COMPARE_PROMPT = REPO.parent / "shared/data/librispeech_voices/flac/103-1240-000
 
 
 def _random_codec(conf: Path):
-    from latentspeech.codec import AudioCodec, CodecConfig
+    from latentspeech.models.codec import AudioCodec, CodecConfig
     from latentspeech.config import from_dict, load_yaml
 
     torch.manual_seed(0)
@@ -160,7 +160,7 @@ def _peak_mb() -> float:
 def _load_system(system: str, opts: dict) -> dict:
     """Load one system (model, codec, phone vocabulary) as ``opts`` names it."""
     torch.set_num_threads(opts["threads"])
-    import latentspeech.lm.diffusion as diffusion
+    import latentspeech.models.diffusion as diffusion
     from latentspeech.text import PhoneVocab
 
     diffusion.TRACE_SAMPLER = not opts.get("eager_sampler", False)
@@ -176,20 +176,20 @@ def _load_system(system: str, opts: dict) -> dict:
             model, _, name = build_model(spec_args)
             codec = _random_codec(conf / "codec.yaml")
         else:
-            from latentspeech.codec import load_codec
-            from latentspeech.train.latentlm import load_latentlm
+            from latentspeech.models.codec import load_codec
+            from latentspeech.models.latentlm import load_latentlm
 
             model, md = load_latentlm(spec)
             codec, name = load_codec(md.path / "codec"), str(md.path)
             if opts.get("candidates") != 1:
-                from latentspeech.lm.recognizer import load_attached_recognizer
+                from latentspeech.models.recognizer import load_attached_recognizer
 
                 recognizer = load_attached_recognizer(md.path, vocab)
                 if recognizer is not None:
                     candidates = opts.get("candidates") or recognizer.cfg.candidates
         params = model.num_parameters()
     else:
-        from latentspeech.baseline.valle import VALLE, load_valle
+        from latentspeech.models.valle import VALLE, load_valle
 
         if random_weights:
             from latentspeech.config import load_config
@@ -214,7 +214,7 @@ def _load_system(system: str, opts: dict) -> dict:
 def _time_system(loaded: dict, text: str, prompt_path: str, opts: dict) -> dict:
     """Synthesize ``text`` in the voice of ``prompt_path`` ``opts["reps"]`` times; the figures of the fastest."""
     from latentspeech.audio import prepare_prompt
-    from latentspeech.lm.recognizer import best_candidates
+    from latentspeech.models.recognizer import best_candidates
     from latentspeech.text import TextFrontend
 
     system, model, codec, random_weights = loaded["system"], loaded["model"], loaded["codec"], loaded["random"]
@@ -239,7 +239,7 @@ def _time_system(loaded: dict, text: str, prompt_path: str, opts: dict) -> dict:
             passes = calls * n * (2 if opts["cfg"] != 1.0 else 1)  # candidate and CFG rows count as passes too
             head, stopped = out.head_evals, bool(out.stopped[0])
         else:
-            from latentspeech.baseline.valle import DEFAULT_RAS_THRESHOLD, DEFAULT_RAS_WINDOW, DEFAULT_TOP_K
+            from latentspeech.inference.valle import DEFAULT_RAS_THRESHOLD, DEFAULT_RAS_WINDOW, DEFAULT_TOP_K
 
             prompt = codec.encode_codes(wav)[:, : model.cfg.num_quantizers]
             t1, c1 = time.perf_counter(), time.process_time()

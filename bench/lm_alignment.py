@@ -28,7 +28,7 @@ def main() -> None:
     from latentspeech.data.collate import collate_lm
     from latentspeech.data.lm_dataset import LMDataset, LMSource
     from latentspeech.text import PhoneVocab
-    from latentspeech.train.latentlm import load_latentlm
+    from latentspeech.models.latentlm import load_latentlm
 
     model, md = load_latentlm(args.model)
     src = LMSource.from_dirs(args.data, args.latents, PhoneVocab())

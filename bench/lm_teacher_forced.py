@@ -43,14 +43,14 @@ def main() -> int:
     import soundfile as sf
     import torch
 
-    from latentspeech.codec.model import load_codec
+    from latentspeech.models.codec.model import load_codec
     from latentspeech.data.collate import collate_lm
     from latentspeech.data.lm_dataset import LMDataset, LMSource
     from latentspeech.eval import PairRow, evaluate_pairs, write_pairs
-    from latentspeech.lm.diffusion import guided, sample
-    from latentspeech.lm.latentlm import unpatchify
+    from latentspeech.models.diffusion import guided, sample
+    from latentspeech.models.latentlm import unpatchify
     from latentspeech.text import PhoneVocab
-    from latentspeech.train.latentlm import load_latentlm
+    from latentspeech.models.latentlm import load_latentlm
 
     torch.set_num_threads(1)
     model, md = load_latentlm(args.model)

@@ -3,7 +3,7 @@
 Stage 8 of the recipe scores every draw of every utterance (``--synth-draws N``: ids ``<utt>.draw<k>``,
 per-utterance Whisper errors in ``result.json``). This script re-encodes each draw's audio with the
 LatentLM's codec, scores it with each ``--recognizer`` (CTC log-likelihood of the sentence's phones per
-phone, what :func:`latentspeech.lm.recognizer.best_candidates` maximises), and reports per recognizer:
+phone, what :func:`latentspeech.models.recognizer.best_candidates` maximises), and reports per recognizer:
 
 * Spearman's rho between the score and the draw's WER (more negative: a better judge);
 * the pooled WER of the draw it picks among the first k draws of each utterance, for k = 2 .. N,
@@ -53,7 +53,7 @@ def main() -> None:
 
     from latentspeech.api import LatentLMBackend
     from latentspeech.audio import load_audio
-    from latentspeech.lm.recognizer import load_recognizer, phone_scores
+    from latentspeech.models.recognizer import load_recognizer, phone_scores
 
     torch.set_num_threads(args.num_threads)
     backend = LatentLMBackend.load(Path(args.model))

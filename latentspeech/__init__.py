@@ -4,7 +4,7 @@
     wav, sr = TTS.from_pretrained().speak("Hello world.", prompt="speaker.wav")
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["TTS", "__version__"]
 

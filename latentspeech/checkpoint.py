@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .config import from_dict, load_yaml, save_yaml
 from .errors import CheckpointError, ConfigError
 

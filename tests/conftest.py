@@ -70,13 +70,13 @@ def tiny_latentlm_dir(tmp_path_factory) -> Path:
     codec/ (the real classes and text front end; inference 2 steps, no guidance). Copy it before changing it."""
     import torch
 
-    from latentspeech.codec import AudioCodec, save_codec
-    from latentspeech.codec.config import CodecConfig
+    from latentspeech.models.codec import AudioCodec, save_codec
+    from latentspeech.models.codec.config import CodecConfig
     from latentspeech.config import from_dict
-    from latentspeech.lm.latentlm import LatentLM, LatentLMConfig
-    from latentspeech.lm.transformer import TransformerConfig
+    from latentspeech.models.latentlm import LatentLM, LatentLMConfig
+    from latentspeech.models.transformer import TransformerConfig
     from latentspeech.text import PhoneVocab
-    from latentspeech.train.latentlm import export_latentlm
+    from latentspeech.models.latentlm import save_latentlm
 
     root = tmp_path_factory.mktemp("tiny_latentlm")
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def tiny_latentlm_dir(tmp_path_factory) -> Path:
     lm = LatentLM(LatentLMConfig(latent_dim=8, vocab_size=vocab.size, pad_id=vocab.pad_id, frame_rate=25.0,
                                  transformer=TransformerConfig(dim=32, n_layers=2, n_heads=4, max_seq_len=512),
                                  head_blocks=1, guard_min_frames=2, frames_per_phone=0.5))
-    return export_latentlm(lm, root / "lm", codec_dir, {"phone_vocab": vocab.to_dict(), "inference": {"steps": 2, "cfg": 1.0}})
+    return save_latentlm(lm, root / "lm", codec_dir, {"phone_vocab": vocab.to_dict(), "inference": {"steps": 2, "cfg": 1.0}})
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import torch
 from latentspeech.api import TTS
 from latentspeech.cli import main
 from latentspeech.errors import AudioError, CheckpointError, ConfigError, TextError
-from latentspeech.lm.latentlm import LatentLM, LatentLMConfig
-from latentspeech.lm.transformer import TransformerConfig
-from latentspeech.train.latentlm import export_latentlm
+from latentspeech.models.latentlm import LatentLM, LatentLMConfig
+from latentspeech.models.transformer import TransformerConfig
+from latentspeech.models.latentlm import save_latentlm
 
 SR = 16000
 
@@ -170,7 +170,7 @@ def test_pointer_mode_model_speaks_through_the_api(model_dir, prompt_wav, tmp_pa
     """A pointer-mode LatentLM (alignment 'pointer') exports, loads and speaks like any other; an
     untrained advance head never advances by itself, so every sounding phone is held for
     max_phone_frames and the length guard ends the row."""
-    from latentspeech.lm.aligner import silent_token_ids
+    from latentspeech.text.vocab import silent_token_ids
     from latentspeech.text import PhoneVocab
 
     vocab = PhoneVocab()
@@ -180,7 +180,7 @@ def test_pointer_mode_model_speaks_through_the_api(model_dir, prompt_wav, tmp_pa
                                  head_blocks=1, guard_min_frames=2, frames_per_phone=0.5, alignment="pointer",
                                  phone_encoder_layers=1, max_phone_frames=2,
                                  silent_token_ids=silent_token_ids(vocab)))
-    out = export_latentlm(lm, tmp_path / "lm", model_dir / "codec",
+    out = save_latentlm(lm, tmp_path / "lm", model_dir / "codec",
                           {"phone_vocab": vocab.to_dict(), "inference": {"steps": 2, "cfg": 2.0}})
     tts = TTS.from_pretrained(out)
     cfg = tts.backend.model.cfg

@@ -11,8 +11,10 @@ import torch
 
 from latentspeech.data.lm_dataset import LMSource
 from latentspeech.errors import DataDirError
-from latentspeech.lm.aligner import (AlignerConfig, align_batch, frame_tokens, monotonic_alignment, read_durations,
-                                     silent_token_ids, train_aligner, write_durations)
+from latentspeech.data.durations import frame_tokens, read_durations
+from latentspeech.models.aligner import AlignerConfig, align_batch, monotonic_alignment
+from latentspeech.text.vocab import silent_token_ids
+from latentspeech.train.aligner import align_source, train_aligner
 from latentspeech.text import PhoneVocab
 
 
@@ -81,7 +83,7 @@ def test_training_recovers_known_durations_and_files_round_trip(tmp_path):
     for u, d in zip(utts, durs):
         assert d[2] == 0 and sum(d) == len(toy.latents[u]) and min(np.delete(d, 2)) >= 1
     path = tmp_path / "durations"
-    counts = write_durations(aligner, src, toy.vocab, path, progress=False)
+    counts = align_source(aligner, src, toy.vocab, path, progress=False)
     assert counts == {"aligned": len(utts), "skipped": 0} and not (tmp_path / "durations.tmp").exists()
     back = read_durations(path)
     assert [back[u] for u in utts] == [d.tolist() for d in durs]
@@ -95,15 +97,15 @@ def test_saved_aligner_loads_and_the_cli_aligns_with_it(tmp_path, write_lm_corpu
 
     from latentspeech.checkpoint import save_model_dir
     from latentspeech.errors import CheckpointError
-    from latentspeech.lm.aligner import load_aligner, save_aligner
+    from latentspeech.models.aligner import load_aligner, save_aligner
 
     toy = _Toy(n=6)
     src = toy.source()
     aligner = train_aligner([src], toy.vocab, steps=20, batch_size=4, progress=False, log=None,
                             config=AlignerConfig(dim=16, conv_layers=1, transformer_layers=1))
     model = save_aligner(aligner, tmp_path / "exp" / "model", {"phone_vocab": toy.vocab.to_dict()})
-    write_durations(aligner, src, toy.vocab, tmp_path / "a", progress=False)
-    write_durations(load_aligner(model, toy.vocab), src, toy.vocab, tmp_path / "b", progress=False)
+    align_source(aligner, src, toy.vocab, tmp_path / "a", progress=False)
+    align_source(load_aligner(model, toy.vocab), src, toy.vocab, tmp_path / "b", progress=False)
     assert (tmp_path / "a").read_text() == (tmp_path / "b").read_text()
     other = dict(toy.vocab.to_dict(), checksum="0000")
     save_aligner(aligner, tmp_path / "other", {"phone_vocab": other})

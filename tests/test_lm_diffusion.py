@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from latentspeech.errors import ConfigError
-from latentspeech.lm.diffusion import (
+from latentspeech.models.diffusion import (
     DiffusionHead,
     DiffusionHeadConfig,
     NoiseSchedule,
@@ -181,7 +181,7 @@ def _traced_keys(head):
 def test_head_sample_traced_loop_gives_the_eager_numbers(modulation, cfg, method):
     """DiffusionHead.sample traces its sampler loop on the first call (which runs eagerly) and runs the
     graph afterwards: the same latents, bit for bit, as the eager loop from the same generator."""
-    import latentspeech.lm.diffusion as diffusion
+    import latentspeech.models.diffusion as diffusion
 
     head = _head(modulation=modulation)
     for p in head.parameters():

@@ -9,9 +9,9 @@ import torch
 
 from latentspeech.data.collate import collate_lm
 from latentspeech.errors import ConfigError
-from latentspeech.lm.diffusion import guided
-from latentspeech.lm.latentlm import LatentLM, LatentLMConfig, LMBatch, default_frames_per_phone
-from latentspeech.lm.transformer import TransformerConfig
+from latentspeech.models.diffusion import guided
+from latentspeech.models.latentlm import LatentLM, LatentLMConfig, LMBatch, default_frames_per_phone
+from latentspeech.models.transformer import TransformerConfig
 from latentspeech.train.distill import DistillConfig, distill_guidance
 
 D = 4
@@ -209,7 +209,7 @@ def test_minimum_length_overrides_an_eager_stop_head():
 
 
 def test_guided_attention_loss_prefers_the_diagonal():
-    from latentspeech.lm.latentlm import guided_attention_loss
+    from latentspeech.models.latentlm import guided_attention_loss
 
     # one row: 2 prompt slots, 4 phones, BOS + 7 frames (8 speech queries, F = 8)
     P, L, F_ = 2, 4, 8
@@ -277,7 +277,7 @@ def test_corrupted_teacher_forcing_only_in_training():
 
 
 def test_patchify_groups_frames_and_round_trips():
-    from latentspeech.lm.latentlm import patchify, unpatchify
+    from latentspeech.models.latentlm import patchify, unpatchify
 
     z = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
     tok, lens = patchify(z, torch.tensor([5, 2]), 2)

@@ -13,9 +13,9 @@ import torch
 
 from latentspeech.data.lm_dataset import LMSource
 from latentspeech.errors import CheckpointError, ConfigError
-from latentspeech.lm.aligner import silent_token_ids
-from latentspeech.lm.recognizer import (RecognizerConfig, load_recognizer, phone_error_rate, phone_scores,
-                                        save_recognizer, train_recognizer)
+from latentspeech.text.vocab import silent_token_ids
+from latentspeech.models.recognizer import RecognizerConfig, load_recognizer, phone_scores, save_recognizer
+from latentspeech.train.recognizer import phone_error_rate, train_recognizer
 from latentspeech.text import PhoneVocab
 
 TINY = RecognizerConfig(dim=32, conv_layers=1, transformer_layers=1, n_heads=2, input_noise=0.1)
@@ -102,7 +102,7 @@ def test_cli_trains_and_attaches_then_the_api_keeps_the_best_candidate(trained, 
                                                                        monkeypatch, write_lm_corpus):
     import shutil
 
-    import latentspeech.lm.recognizer as recognizer_module
+    import latentspeech.models.recognizer as recognizer_module
     from latentspeech.api import TTS
 
     vocab, src, _, _ = trained

@@ -259,7 +259,8 @@ def one_thread():
 
 def test_train_exports_and_resumes(data_on_disk, tmp_path, one_thread):
     from latentspeech.config import from_dict
-    from latentspeech.train.latentlm import LatentLMTrainConfig, load_latentlm, train_latentlm
+    from latentspeech.models.latentlm import load_latentlm
+    from latentspeech.train.latentlm import LatentLMTrainConfig, train_latentlm
 
     cfg = from_dict(LatentLMTrainConfig, {
         "model": {"transformer": {"dim": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 256}, "head_blocks": 1},
@@ -316,7 +317,8 @@ def test_train_init_from_starts_at_the_given_weights(data_on_disk, tmp_path, one
 
     from latentspeech.checkpoint import CheckpointError
     from latentspeech.config import from_dict
-    from latentspeech.train.latentlm import LatentLMTrainConfig, load_latentlm, train_latentlm
+    from latentspeech.models.latentlm import load_latentlm
+    from latentspeech.train.latentlm import LatentLMTrainConfig, train_latentlm
 
     raw, base = _tiny_base_model(data_on_disk, tmp_path / "a")
     data, dump = data_on_disk
@@ -340,7 +342,8 @@ def test_init_grow_layers_starts_from_the_same_function(data_on_disk, tmp_path, 
     shallower than its source is refused with the flag too."""
     from latentspeech.checkpoint import CheckpointError
     from latentspeech.config import from_dict
-    from latentspeech.train.latentlm import LatentLMTrainConfig, init_latentlm_from, load_latentlm, train_latentlm
+    from latentspeech.models.latentlm import load_latentlm
+    from latentspeech.train.latentlm import LatentLMTrainConfig, init_latentlm_from, train_latentlm
 
     raw, base = _tiny_base_model(data_on_disk, tmp_path / "a")
     data, dump = data_on_disk

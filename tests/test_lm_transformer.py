@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentspeech.errors import ConfigError
-from latentspeech.lm.transformer import Transformer, TransformerConfig
+from latentspeech.models.transformer import Transformer, TransformerConfig
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():

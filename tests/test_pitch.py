@@ -1,4 +1,4 @@
-"""YIN pitch (`latentspeech.audio.pitch`) and the harmonic source of the codec (`latentspeech.codec.source`)."""
+"""YIN pitch (`latentspeech.audio.pitch`) and the harmonic source of the codec (`latentspeech.models.codec.source`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from latentspeech.audio.pitch import yin
-from latentspeech.codec.source import harmonic_excitation
+from latentspeech.models.codec.source import harmonic_excitation
 
 SR = 16000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentspeech.baseline.valle import (
+from latentspeech.models.valle import (
     VALLE,
     VALLEBatch,
     VALLEConfig,
@@ -16,7 +16,7 @@ from latentspeech.baseline.valle import (
     save_valle,
 )
 from latentspeech.errors import CheckpointError, ConfigError
-from latentspeech.lm.transformer import TransformerConfig
+from latentspeech.models.transformer import TransformerConfig
 
 Q, K = 3, 16
 
@@ -241,13 +241,13 @@ def test_model_dir_round_trip(tmp_path):
     with pytest.raises(CheckpointError, match="codec/"):
         load_valle(path)  # a usable VALL-E dir must carry its codec
     with pytest.raises(CheckpointError, match="holds a 'valle' model"):
-        from latentspeech.codec import load_codec
+        from latentspeech.models.codec import load_codec
 
         load_codec(path)
 
 
 def tiny_rvq_codec():
-    from latentspeech.codec import AudioCodec, CodecConfig
+    from latentspeech.models.codec import AudioCodec, CodecConfig
     from latentspeech.config import from_dict
 
     cfg = from_dict(CodecConfig, {

@@ -9,10 +9,10 @@ import soundfile as sf
 import torch
 
 from latentspeech.api import TTS
-from latentspeech.baseline.valle import VALLE, VALLEConfig, save_valle
+from latentspeech.models.valle import VALLE, VALLEConfig, save_valle
 from latentspeech.cli import main
 from latentspeech.errors import CheckpointError, ConfigError
-from latentspeech.lm.transformer import TransformerConfig
+from latentspeech.models.transformer import TransformerConfig
 
 SR, Q, K = 16000, 3, 16
 
@@ -27,7 +27,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from latentspeech.codec import AudioCodec, CodecConfig
+    from latentspeech.models.codec import AudioCodec, CodecConfig
     from latentspeech.config import from_dict
     from latentspeech.text import PhoneVocab
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentspeech.baseline.valle import load_valle
+from latentspeech.models.valle import load_valle
 from latentspeech.config import from_dict
 from latentspeech.errors import DataDirError
 from latentspeech.train.valle import VALLETrainConfig, code_source, collate_valle, train_valle
@@ -36,7 +36,7 @@ def tiny_train_config(**trainer) -> VALLETrainConfig:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """A data dir (phones, utt2spk) of 3 speakers × 3 utterances, its code store and an RVQ codec dir."""
-    from latentspeech.codec import AudioCodec, CodecConfig, save_codec
+    from latentspeech.models.codec import AudioCodec, CodecConfig, save_codec
     from latentspeech.data.latents import LatentWriter
     from latentspeech.text.vocab import PhoneVocab
 
@@ -117,7 +117,7 @@ def _configs():
 
 @pytest.mark.parametrize("path", _configs(), ids=lambda p: "/".join(p.parts[-4:]))
 def test_recipe_configs_load(path):
-    from latentspeech.baseline.valle import VALLE
+    from latentspeech.models.valle import VALLE
     from latentspeech.config import load_config
 
     cfg = load_config(path, VALLETrainConfig)
@@ -150,8 +150,8 @@ def test_codes_extracted_from_audio_reach_the_batch_unchanged(tmp_path, corpus):
     """Kaldi dir with audio → `extract_latents(codes=True)` → code_source/LMDataset → collate = encode_codes."""
     import soundfile as sf
 
-    from latentspeech.codec import load_codec
-    from latentspeech.codec.extract import extract_latents
+    from latentspeech.models.codec import load_codec
+    from latentspeech.inference.extract import extract_latents
     from latentspeech.data.lm_dataset import LMDataset
 
     _, _, codec_dir, vocab = corpus

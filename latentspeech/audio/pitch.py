@@ -3,7 +3,7 @@
     f0, voiced = yin(wav, sample_rate=16000, hop=160)       # wav [B, T] → [B, T // hop] each
 
 Frame ``i`` is centred on sample ``i · hop + hop / 2`` (the codec's "same" framing, see
-:mod:`latentspeech.codec.layers`), so F0 frames line up with the codec's STFT frames. ``f0`` is in Hz
+:mod:`latentspeech.models.codec.layers`), so F0 frames line up with the codec's STFT frames. ``f0`` is in Hz
 (0 where unvoiced); ``voiced`` is boolean. Fast enough to run on every training batch (no gradient);
 used as the codec's pitch target.
 """

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from .. import __version__
+from ..version import __version__
 
 #: Command modules, in the order their commands appear in ``--help``.
 COMMAND_MODULES = [

@@ -1,6 +1,6 @@
 """CLI: ``latentspeech align --data DIR --latents DIR ... --out EXP_DIR``: per-token phone durations.
 
-Fits the MAS aligner of :mod:`latentspeech.lm.aligner` on every given (data dir, latent store)
+Fits the MAS aligner of :mod:`latentspeech.models.aligner` on every given (data dir, latent store)
 pair, then writes ``<latent store>/durations`` for each: what a LatentLM with
 ``alignment: pointer`` trains on. The aligner itself is saved under ``EXP_DIR/model``.
 ``--model DIR`` instead aligns with an aligner trained before (no training), e.g. a set added to a
@@ -34,13 +34,15 @@ def run(args) -> int:
 
     from ..data.lm_dataset import LMSource
     from ..errors import ConfigError
-    from ..lm.aligner import DURATIONS, load_aligner, save_aligner, train_aligner, write_durations
+    from ..data.durations import DURATIONS
+    from ..models.aligner import load_aligner, save_aligner
+    from ..train.aligner import align_source, train_aligner
     from ..text import PhoneVocab
-    from .train import _pairs
+    from .common import data_pairs
 
     if (args.out is None) == (args.model is None):
         raise ConfigError("give --out EXP_DIR (train an aligner) or --model DIR (use a trained one), not both or neither")
-    pairs = _pairs(args.data, args.latents, "aligned sets")
+    pairs = data_pairs(args.data, args.latents, "aligned sets")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     vocab = PhoneVocab()
@@ -53,7 +55,7 @@ def run(args) -> int:
         out = save_aligner(aligner, Path(args.out) / "model", {"phone_vocab": vocab.to_dict(), "steps": args.steps})
         print(f"saved aligner {out}")
     for src, z in zip(sources, args.latents):
-        counts = write_durations(aligner, src, vocab, Path(z) / DURATIONS, progress=not args.no_progress)
+        counts = align_source(aligner, src, vocab, Path(z) / DURATIONS, progress=not args.no_progress)
         print(f"wrote {Path(z) / DURATIONS}: {counts['aligned']} utterances aligned, {counts['skipped']} skipped "
               f"(more sounding phones than frames)")
     return 0

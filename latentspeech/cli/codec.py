@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _load(name: str, device: str | None = None):
-    from ..codec import load_codec
+    from ..models.codec import load_codec
 
     return load_codec(name, device=device)
 
@@ -133,7 +133,7 @@ def _decode(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     import torch
 
-    from ..codec.extract import extract_latents
+    from ..inference.extract import extract_latents
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     codec = _load(args.model, device)

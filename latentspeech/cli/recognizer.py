@@ -1,6 +1,6 @@
 """CLI: ``latentspeech recognizer --data DIR --latents DIR ... --out EXP_DIR [--attach MODEL_DIR]``.
 
-Trains the CTC phone recognizer of :mod:`latentspeech.lm.recognizer` on (data dir, latent store)
+Trains the CTC phone recognizer of :mod:`latentspeech.models.recognizer` on (data dir, latent store)
 pairs (the LatentLM's training sets), saves it under ``EXP_DIR/model`` and prints its phone error
 rate on the ``--valid-*`` pairs. ``--attach MODEL_DIR`` copies it into a LatentLM model dir as
 ``recognizer/``: that model then draws ``--candidates`` candidates per sentence and keeps the one the
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--attach", metavar="MODEL_DIR", help="then copy it into this LatentLM model dir as recognizer/")
     p.add_argument("--candidates", type=int, default=2, metavar="N",
                    help="candidates per sentence a model holding it draws by default (default 2: on one CPU "
-                        "thread a batch of two costs about what one row does, RESULTS.md session 19)")
+                        "thread a batch of two costs about what one row does)")
     p.add_argument("--steps", type=int, default=1500, metavar="N", help="training batches (default 1500)")
     p.add_argument("--batch-size", type=int, default=32, metavar="B")
     p.add_argument("--seed", type=int, default=0)
@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def attach_recognizer(recognizer_dir, model_dir) -> "Path":
+def attach_recognizer(recognizer_dir, model_dir):
     """Copy a recognizer model dir into a LatentLM model dir as ``recognizer/`` (replacing one there),
     after checking that both were trained with the same phone inventory."""
     import shutil
@@ -40,7 +40,7 @@ def attach_recognizer(recognizer_dir, model_dir) -> "Path":
 
     from ..checkpoint import load_model_dir
     from ..errors import CheckpointError
-    from ..lm.recognizer import RECOGNIZER, load_recognizer
+    from ..models.recognizer import RECOGNIZER, load_recognizer
     from ..text import PhoneVocab
 
     lm = load_model_dir(model_dir, kind="latentlm")
@@ -67,16 +67,17 @@ def run(args) -> int:
 
     from ..data.lm_dataset import LMSource
     from ..errors import ConfigError
-    from ..lm.recognizer import RecognizerConfig, phone_error_rate, save_recognizer, train_recognizer
+    from ..models.recognizer import RecognizerConfig, save_recognizer
+    from ..train.recognizer import phone_error_rate, train_recognizer
     from ..text import PhoneVocab
-    from .train import _pairs
+    from .common import data_pairs
 
     if not 1 <= args.candidates <= 16:
         raise ConfigError(f"--candidates must be between 1 and 16, got {args.candidates}")
     if args.steps < 1 or args.batch_size < 1:
         raise ConfigError("--steps and --batch-size must be at least 1")
-    pairs = _pairs(args.data, args.latents, "training sets")
-    valid = _pairs(args.valid_data, args.valid_latents, "validation sets") if args.valid_data else []
+    pairs = data_pairs(args.data, args.latents, "training sets")
+    valid = data_pairs(args.valid_data, args.valid_latents, "validation sets") if args.valid_data else []
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     vocab = PhoneVocab()

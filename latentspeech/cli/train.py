@@ -49,13 +49,14 @@ def run_valle(args) -> int:
     from ..config import load_config
     from ..errors import ConfigError
     from ..train.valle import VALLETrainConfig, train_valle
+    from .common import data_pairs
 
     for flag, data, codes in (("", args.data, args.codes), ("valid-", args.valid_data, args.valid_codes)):
         if len(data) != len(codes):
             raise ConfigError(f"give one --{flag}codes per --{flag}data ({len(data)} data dirs, {len(codes)} code stores)")
     cfg = load_config(args.config, VALLETrainConfig)
-    out = train_valle(cfg, _pairs(args.data, args.codes, "training sets"), args.out,
-                      valid=_pairs(args.valid_data, args.valid_codes, "validation sets"), codec=args.codec,
+    out = train_valle(cfg, data_pairs(args.data, args.codes, "training sets"), args.out,
+                      valid=data_pairs(args.valid_data, args.valid_codes, "validation sets"), codec=args.codec,
                       max_steps=args.max_steps, resume=args.resume, progress=not args.no_progress)
     print(f"exported {out}")
     return 0
@@ -73,20 +74,14 @@ def register(sub) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _pairs(data: list[str], latents: list[str], what: str) -> list[tuple[str, str]]:
-    from ..errors import ConfigError
-
-    if len(data) != len(latents):
-        raise ConfigError(f"{what}: give one --latents per --data ({len(data)} data dirs, {len(latents)} latent dirs)")
-    return list(zip(data, latents))
-
 
 def run_latentlm(args) -> int:
+    from .common import data_pairs
     from ..config import load_config
     from ..train.latentlm import LatentLMTrainConfig, train_latentlm
 
-    train = _pairs(args.data, args.latents, "training sets")
-    valid = _pairs(args.valid_data, args.valid_latents, "validation sets")
+    train = data_pairs(args.data, args.latents, "training sets")
+    valid = data_pairs(args.valid_data, args.valid_latents, "validation sets")
     cfg = load_config(args.config, LatentLMTrainConfig)
     out = train_latentlm(cfg, train, args.out, valid=valid, codec=args.codec,
                          max_steps=args.max_steps, resume=args.resume, progress=not args.no_progress)

@@ -1,10 +1,10 @@
-"""Collation for the LatentLM: a list of examples → one right-padded :class:`~latentspeech.lm.latentlm.LMBatch`.
+"""Collation for the LatentLM: a list of examples → one right-padded :class:`~latentspeech.models.latentlm.LMBatch`.
 
 An example is a dict with ``utt_id`` (str), ``prompt`` ([P, D] normalised latents of the speaker
 prompt), ``phones`` (phone ids), ``target`` ([F, D] normalised latents to predict) and, for LatentLM's
 pointer mode, ``durations`` (frames per phone token, 0-padded in the batch). Each
 segment is padded on its own (zeros for latents, ``pad_id`` for phones) and its true lengths kept;
-the model lays the segments out into one sequence (see ``latentspeech/lm/latentlm.py``).
+the model lays the segments out into one sequence (see :mod:`latentspeech.models.latentlm`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["collate_lm", "pad_latents", "pad_ids"]
+from .batch import LMBatch, VALLEBatch
+
+__all__ = ["collate_lm", "collate_valle", "pad_latents", "pad_ids"]
 
 
 def _as_tensor(x, dtype) -> torch.Tensor:
@@ -47,8 +49,6 @@ def pad_ids(seqs: Sequence, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor
 
 def collate_lm(examples: Sequence[dict], pad_id: int = 0):
     """Examples (see the module docstring) → :class:`LMBatch`."""
-    from ..lm.latentlm import LMBatch
-
     dim = next(np.shape(e["target"])[-1] for e in examples)
     prompt, plens = pad_latents([e["prompt"] for e in examples], dim)
     target, flens = pad_latents([e["target"] for e in examples], dim)
@@ -56,3 +56,21 @@ def collate_lm(examples: Sequence[dict], pad_id: int = 0):
     durations = pad_ids([e["durations"] for e in examples], 0)[0] if all("durations" in e for e in examples) else None
     return LMBatch(prompt=prompt, prompt_lens=plens, phones=phones, phone_lens=llens, target=target,
                    target_lens=flens, utt_ids=[e["utt_id"] for e in examples], durations=durations)
+
+
+def collate_valle(examples: Sequence[dict], pad_id: int = 0, num_quantizers: int | None = None) -> VALLEBatch:
+    """Examples of :class:`~latentspeech.data.lm_dataset.LMDataset` over codes (``prompt [P, Q]``,
+    ``target [F, Q]``, ``phones``) → a right-padded :class:`VALLEBatch` (codes as ``[B, Q, T]``)."""
+    def codes(key):
+        arrs = [np.asarray(e[key]) for e in examples]
+        q = num_quantizers or arrs[0].shape[-1]
+        lens = torch.tensor([a.shape[0] for a in arrs], dtype=torch.long)
+        out = torch.zeros(len(arrs), q, max(1, int(lens.max())), dtype=torch.long)
+        for i, a in enumerate(arrs):
+            out[i, :, : a.shape[0]] = torch.as_tensor(a[:, :q].T.astype(np.int64))
+        return out, lens
+
+    prompt, plens = codes("prompt")
+    target, tlens = codes("target")
+    phones, llens = pad_ids([e["phones"] for e in examples], pad_id)
+    return VALLEBatch(phones=phones, phone_lens=llens, prompt=prompt, prompt_lens=plens, codes=target, code_lens=tlens)

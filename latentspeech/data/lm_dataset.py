@@ -43,6 +43,7 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import DataDirError
+from .durations import DURATIONS, read_durations
 
 __all__ = ["LMSource", "LMDataset", "BucketBatchSampler", "read_phones", "read_utt2spk", "SINGLE_UTT_PROMPTS"]
 
@@ -89,7 +90,6 @@ class LMSource:
     def from_dirs(cls, data_dir: str | Path, latent_dir: str | Path, vocab, durations: bool = False) -> "LMSource":
         """A Kaldi data dir (``phones``, ``utt2spk``) + a latent store dir (+ its ``durations`` file
         from ``latentspeech align`` when ``durations``)."""
-        from ..lm.aligner import DURATIONS, read_durations
         from .latents import LatentStore
 
         data_dir = Path(data_dir)
@@ -313,3 +313,8 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+def examples(sources: Sequence[LMSource]) -> list[tuple[int, str]]:
+    """(source index, utterance id) of every utterance that has both phones and latents, in a fixed order."""
+    return [(si, u) for si, src in enumerate(sources) for u in sorted(src.phones) if u in src.latents]

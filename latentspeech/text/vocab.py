@@ -35,7 +35,8 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import ConfigError
 
-__all__ = ["PhoneVocab", "LATEST_VERSION", "PAD", "UNK", "BOS", "EOS", "WORD_BOUNDARY", "PUNCTUATION"]
+__all__ = ["PhoneVocab", "LATEST_VERSION", "PAD", "UNK", "BOS", "EOS", "WORD_BOUNDARY", "PUNCTUATION",
+           "SILENT_MARKS", "PAUSE_MARKS", "silent_token_ids", "pause_token_ids"]
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 #: Token between two words (from whitespace in the text or espeak's word split).
@@ -208,3 +209,29 @@ class PhoneVocab:
         if "checksum" in d and d["checksum"] != vocab.checksum:
             raise ConfigError(f"phone vocabulary v{version}: checksum {d['checksum']} != built-in {vocab.checksum}")
         return vocab
+
+
+#: Non-phone tokens that make no sound of their own (besides specials and the word boundary).
+SILENT_MARKS = set("ˈˌːˑ͡‿\"()-")
+
+
+#: Pause punctuation: sounding tokens (≥ 1 frame of silence) that may last much longer than a phone.
+PAUSE_MARKS = set(",.!?;:")
+
+
+def pause_token_ids(vocab) -> list[int]:
+    """Ids of the pause punctuation tokens (``, . ! ? ; :``)."""
+    return [i for i, tok in enumerate(vocab.tokens) if tok in PAUSE_MARKS]
+
+
+def silent_token_ids(vocab) -> list[int]:
+    """Ids of the tokens that take no frames: specials, ``|``, stress/length/tie marks, ``" ( ) -``.
+
+    ``<unk>`` is kept sounding (it stands for some unknown sound)."""
+    silent = []
+    for i, tok in enumerate(vocab.tokens):
+        if tok == "<unk>":
+            continue
+        if (tok.startswith("<") and tok.endswith(">")) or tok == "|" or tok in SILENT_MARKS:
+            silent.append(i)
+    return silent

@@ -25,9 +25,9 @@ from typing import Sequence, Union
 
 import torch
 
-from ..codec.config import CodecConfig
-from ..codec.discriminators import DiscriminatorConfig
-from ..codec.losses import LossConfig
+from ..models.codec.config import CodecConfig
+from ..models.codec.discriminators import DiscriminatorConfig
+from ..models.codec.losses import LossConfig
 from ..config import save_config, to_dict
 from ..errors import ConfigError
 
@@ -133,8 +133,8 @@ def _lightning_module_class():
     import lightning.pytorch as pl
 
     from ..audio.pitch import yin
-    from ..codec.discriminators import CodecDiscriminator
-    from ..codec.losses import (
+    from ..models.codec.discriminators import CodecDiscriminator
+    from ..models.codec.losses import (
         MultiResolutionMelLoss,
         MultiResolutionSTFTLoss,
         discriminator_loss,
@@ -142,7 +142,7 @@ def _lightning_module_class():
         generator_adv_loss,
         pitch_loss,
     )
-    from ..codec.model import AudioCodec
+    from ..models.codec.model import AudioCodec
 
     class CodecLightning(pl.LightningModule):
         """Wraps :class:`AudioCodec` (+ discriminators) with manual optimisation."""
@@ -296,7 +296,7 @@ def measure_latent_stats(codec, dataset, batches: int = 16, batch_size: int = 8,
 def export_codec(codec, dataset, out_dir: str | os.PathLike, batches: int = 16, batch_size: int = 8,
                  meta: dict | None = None) -> Path:
     """Measure latent statistics on ``dataset`` and write ``codec`` as a model directory."""
-    from ..codec.model import save_codec
+    from ..models.codec.model import save_codec
 
     if batches > 0:  # 0: keep the codec's statistics (a frozen encoder, see InitConfig)
         mean, std = measure_latent_stats(codec, dataset, batches, batch_size)
@@ -321,8 +321,8 @@ def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, 
     ``dataset`` crops. Returns a summary (copied tensors, codebook fit) for the log. Freezing the
     copied parts is :func:`freeze_codec_parts`' job (``train_codec`` calls it on every start)."""
     from ..checkpoint import load_state_dict_strict
-    from ..codec.bottleneck import ResidualVQ
-    from ..codec.model import load_codec
+    from ..models.codec.bottleneck import ResidualVQ
+    from ..models.codec.model import load_codec
 
     src = load_codec(init.from_model)
     if init.keep_bottleneck and src.cfg.bottleneck != codec.cfg.bottleneck:

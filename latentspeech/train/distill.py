@@ -24,7 +24,9 @@ from typing import Iterable
 import torch
 
 from ..errors import ConfigError
-from ..lm.latentlm import LMBatch, LatentLM
+from ..data.batch import LMBatch
+from ..models.latentlm import LatentLM
+from .common import lr_lambda
 
 __all__ = ["DistillConfig", "distill_guidance"]
 
@@ -78,7 +80,6 @@ def distill_guidance(model: LatentLM, batches: Iterable[LMBatch], cfg: DistillCo
     ``cfg.guidance_distilled`` set)."""
     from tqdm.auto import tqdm
 
-    from .latentlm import lr_lambda
 
     cfg.validate()
     if model.cfg.guidance_distilled:

@@ -29,71 +29,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import lightning.pytorch as pl
 import torch
 
-from ..checkpoint import cast_floating, load_model_dir, load_state_dict_strict, resolve_model, save_model_dir
+from ..checkpoint import cast_floating, load_model_dir, load_state_dict_strict, resolve_model
 from ..config import to_dict
-from ..errors import CheckpointError, ConfigError
-from ..lm.latentlm import LatentLM, LatentLMConfig
+from ..errors import CheckpointError
+from ..models.latentlm import KIND, LatentLM, LatentLMConfig, save_latentlm
+from .common import DataConfig, EpochSetter, Exporter, OptimConfig, TrainerConfig, configure_adamw
 from .distill import DistillConfig, distill_guidance
 
-__all__ = ["LatentLMTrainConfig", "DataConfig", "OptimConfig", "TrainerConfig", "LatentLMModule",
-           "LatentLMDataModule", "train_latentlm", "init_latentlm_from", "export_latentlm", "load_latentlm", "KIND"]
-
-KIND = "latentlm"
-
-
-@dataclass
-class DataConfig:
-    prompt_seconds: tuple[float, float] = (2.0, 5.0)
-    max_target_seconds: float = 20.0
-    max_tokens: int = 4000  # padded (prompt + phones + target) slots per batch
-    max_batch_size: int = 32
-    single_utt_prompt: str = "self_crop"  # self_crop | self_split (needs durations) | skip: lm_dataset docs
-    curriculum_epochs: int = 0  # first epochs train on short utterances only
-    curriculum_max_seconds: float = 5.0
-    num_workers: int = 0
-    guard_margin: float = 1.25
-
-    def validate(self) -> None:
-        from ..data.lm_dataset import SINGLE_UTT_PROMPTS
-
-        if self.single_utt_prompt not in SINGLE_UTT_PROMPTS:
-            raise ConfigError(f"data.single_utt_prompt must be one of {', '.join(SINGLE_UTT_PROMPTS)}, "
-                              f"got {self.single_utt_prompt!r}")
-        if self.prompt_seconds[0] > self.prompt_seconds[1] or self.prompt_seconds[0] <= 0:
-            raise ConfigError(f"data.prompt_seconds must be (min, max) with 0 < min <= max, got {self.prompt_seconds}")
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    weight_decay: float = 0.01
-    warmup_steps: int = 1000
-    max_steps: int = 100000
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-
-
-@dataclass
-class TrainerConfig:
-    accelerator: str = "auto"
-    devices: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"  # "bf16-mixed" on GPUs
-    log_every_steps: int = 25
-    val_every_steps: int = 500
-    ckpt_every_steps: int = 500
-    seed: int = 0
-    num_threads: int = 0  # torch CPU threads; 0: torch's default (1 is fastest on a busy 2-core machine)
+__all__ = ["LatentLMTrainConfig", "InferenceConfig", "LatentLMModule", "LatentLMDataModule", "train_latentlm",
+           "init_latentlm_from"]
 
 
 @dataclass
@@ -122,37 +75,8 @@ class LatentLMTrainConfig:
         self.distill.validate()
 
 
-def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up, then cosine decay to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
-
-def configure_adamw(model: torch.nn.Module, oc: "OptimConfig") -> dict:
-    """AdamW (no weight decay on vectors and embeddings) with warm-up + cosine, stepped per batch."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": oc.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr, betas=tuple(oc.betas))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_lambda(s, oc.warmup_steps, oc.max_steps, oc.min_lr_ratio))
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def _lightning():
-    import lightning.pytorch as pl
-
-    return pl
-
-
-def _module_base():
-    return _lightning().LightningModule
-
-
-class LatentLMModule(_module_base()):
+class LatentLMModule(pl.LightningModule):
     """Lightning wrapper: losses, logging, AdamW with warm-up + cosine."""
 
     def __init__(self, model_cfg: dict, optim_cfg: dict):
@@ -179,7 +103,7 @@ class LatentLMModule(_module_base()):
         return configure_adamw(self.model, self.optim_cfg)
 
 
-class LatentLMDataModule(_lightning().LightningDataModule):
+class LatentLMDataModule(pl.LightningDataModule):
     """Train/valid loaders with length-bucketed, per-rank batches."""
 
     def __init__(self, train, valid, cfg: LatentLMTrainConfig, pad_id: int):
@@ -215,47 +139,10 @@ class LatentLMDataModule(_lightning().LightningDataModule):
         return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
 
 
-class EpochSetter(_lightning().Callback):
-    """Gives the dataset the epoch, so prompt choices differ per epoch but stay reproducible."""
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        ds = trainer.datamodule.train_set
-        ds.set_epoch(trainer.current_epoch)
 
 
-class _Exporter(_lightning().Callback):
-    """Writes the model dir every ``every`` steps (rank 0) and at the end of training."""
-
-    def __init__(self, out: Path, every: int, codec_dir: Path | None, meta: dict):
-        self.out, self.every, self.codec_dir, self.meta = out, every, codec_dir, meta
-
-    def _export(self, trainer, pl_module):
-        if trainer.global_rank == 0:
-            export_latentlm(pl_module.model, self.out, self.codec_dir, {**self.meta, "train_steps": trainer.global_step})
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0 and trainer.global_step > 0:
-            self._export(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self._export(trainer, pl_module)
-
-
-def export_latentlm(model: LatentLM, out: str | Path, codec_dir: str | Path | None, meta: dict,
-                    dtype: torch.dtype = torch.float32) -> Path:
-    """Write a self-contained LatentLM model dir (weights, config, meta, ``codec/`` copy)."""
-    out = save_model_dir(out, model.state_dict(), KIND, to_dict(model.cfg), meta, dtype=dtype)
-    if codec_dir is not None:
-        shutil.copytree(codec_dir, out / "codec", dirs_exist_ok=True)
-    return out
-
-
-def load_latentlm(name_or_dir=None, device=None):
-    """(LatentLM in eval mode, ModelDir) from a model dir or bundled name (default ``latentlm-demo``)."""
-    md = load_model_dir(name_or_dir, kind=KIND)
-    model = LatentLM(md.typed_config(LatentLMConfig))
-    md.load_into(model)
-    return model.eval().to(device or "cpu"), md
+def _export(model: LatentLM, meta: dict, out: Path, codec_dir: Path | None) -> Path:
+    return save_latentlm(model, out, codec_dir, meta)
 
 
 def init_latentlm_from(model: LatentLM, name_or_dir: str, grow_layers: bool = False) -> Path:
@@ -295,8 +182,6 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
 
     ``codec``: the codec model dir to bundle (default: the one named in the latent store's meta).
     """
-    import dataclasses
-
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -330,7 +215,7 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     mcfg = dataclasses.replace(cfg.model, latent_dim=latent_dim, frame_rate=frame_rate, vocab_size=vocab.size,
                                pad_id=vocab.pad_id)
     if pointer:
-        from ..lm.aligner import pause_token_ids, silent_token_ids
+        from ..text.vocab import pause_token_ids, silent_token_ids
 
         mcfg.silent_token_ids = silent_token_ids(vocab)
         mcfg.pause_token_ids = pause_token_ids(vocab)
@@ -365,7 +250,7 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
         log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
         check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
         logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
-        callbacks=[ckpt, EpochSetter(), _Exporter(out_dir / "model", tc.ckpt_every_steps, codec_dir, meta)],
+        callbacks=[ckpt, EpochSetter(), Exporter(functools.partial(_export, out=out_dir / "model", codec_dir=codec_dir), tc.ckpt_every_steps, meta)],
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
     )
     last = out_dir / "checkpoints" / "last.ckpt"
@@ -378,7 +263,7 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
         distill_guidance(model, dm._loader(train_ds, shuffle=True), cfg.distill, progress=progress, log=losses,
                          seed=cfg.trainer.seed)
         inference = {**meta["inference"], "cfg": 1.0}
-        export_latentlm(model, out_dir / "model", codec_dir,
+        save_latentlm(model, out_dir / "model", codec_dir,
                         {**meta, "inference": inference, "train_steps": trainer.global_step,
                          "guidance_distillation": {**dataclasses.asdict(cfg.distill), "loss": losses[-1:]}})
     return out_dir / "model"

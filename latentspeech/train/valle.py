@@ -24,6 +24,7 @@ examples with comparable settings:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..baseline.valle import VALLE, VALLEBatch, VALLEConfig, save_valle
-from ..config import load_yaml, to_dict
-from ..errors import ConfigError, DataDirError
-from .latentlm import DataConfig, EpochSetter, OptimConfig, TrainerConfig, configure_adamw
+import lightning.pytorch as pl
 
-__all__ = ["VALLETrainConfig", "VALLEModule", "VALLEDataModule", "collate_valle", "code_source", "train_valle",
+from ..config import load_yaml, to_dict
+from ..data.batch import VALLEBatch
+from ..data.collate import collate_valle
+from ..errors import ConfigError, DataDirError
+from ..models.valle import VALLE, VALLEConfig, save_valle
+from .common import DataConfig, EpochSetter, Exporter, OptimConfig, TrainerConfig, configure_adamw
+
+__all__ = ["VALLETrainConfig", "VALLEModule", "VALLEDataModule", "code_source", "train_valle",
            "export_valle"]
 
 
@@ -54,25 +59,6 @@ class VALLETrainConfig:
         self.data.validate()
 
 
-def collate_valle(examples: Sequence[dict], pad_id: int = 0, num_quantizers: int | None = None) -> VALLEBatch:
-    """Examples of :class:`~latentspeech.data.lm_dataset.LMDataset` over codes (``prompt [P, Q]``,
-    ``target [F, Q]``, ``phones``) → a right-padded :class:`VALLEBatch` (codes as ``[B, Q, T]``)."""
-    from ..data.collate import pad_ids
-
-    def codes(key):
-        arrs = [np.asarray(e[key]) for e in examples]
-        q = num_quantizers or arrs[0].shape[-1]
-        lens = torch.tensor([a.shape[0] for a in arrs], dtype=torch.long)
-        out = torch.zeros(len(arrs), q, max(1, int(lens.max())), dtype=torch.long)
-        for i, a in enumerate(arrs):
-            out[i, :, : a.shape[0]] = torch.as_tensor(a[:, :q].T.astype(np.int64))
-        return out, lens
-
-    prompt, plens = codes("prompt")
-    target, tlens = codes("target")
-    phones, llens = pad_ids([e["phones"] for e in examples], pad_id)
-    return VALLEBatch(phones=phones, phone_lens=llens, prompt=prompt, prompt_lens=plens, codes=target, code_lens=tlens)
-
 
 def code_source(data_dir: str | Path, codes_dir: str | Path, vocab):
     """A :class:`~latentspeech.data.lm_dataset.LMSource` over a code store (no normalisation). A
@@ -81,7 +67,7 @@ def code_source(data_dir: str | Path, codes_dir: str | Path, vocab):
     self_split`` cuts single-utterance speakers with it."""
     from ..data.latents import LatentStore
     from ..data.lm_dataset import LMSource, read_phones, read_utt2spk
-    from ..lm.aligner import DURATIONS, read_durations
+    from ..data.durations import DURATIONS, read_durations
 
     data_dir = Path(data_dir)
     store = LatentStore(codes_dir)
@@ -94,13 +80,7 @@ def code_source(data_dir: str | Path, codes_dir: str | Path, vocab):
                     durations=read_durations(durations) if durations.is_file() else None)
 
 
-def _lightning():
-    import lightning.pytorch as pl
-
-    return pl
-
-
-class VALLEModule(_lightning().LightningModule):
+class VALLEModule(pl.LightningModule):
     """Lightning wrapper: AR + NAR losses, logging, AdamW with warm-up + cosine (as LatentLM's)."""
 
     def __init__(self, model_cfg: dict, optim_cfg: dict):
@@ -130,7 +110,7 @@ class VALLEModule(_lightning().LightningModule):
         return configure_adamw(self.model, self.optim_cfg)
 
 
-class VALLEDataModule(_lightning().LightningDataModule):
+class VALLEDataModule(pl.LightningDataModule):
     """Train/valid loaders with length-bucketed, per-rank batches (LatentLM's sampler)."""
 
     def __init__(self, train, valid, cfg: VALLETrainConfig, pad_id: int, num_quantizers: int):
@@ -164,24 +144,6 @@ class VALLEDataModule(_lightning().LightningDataModule):
     def val_dataloader(self):
         return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
 
-
-class _Exporter(_lightning().Callback):
-    """Writes the model dir every ``every`` steps (rank 0) and at the end of training."""
-
-    def __init__(self, out: Path, every: int, codec_dir: Path | None, vocab, meta: dict):
-        self.out, self.every, self.codec_dir, self.vocab, self.meta = out, every, codec_dir, vocab, meta
-
-    def _export(self, trainer, pl_module):
-        if trainer.global_rank == 0:
-            export_valle(pl_module.model, self.out, self.codec_dir, self.vocab,
-                         {**self.meta, "train_steps": trainer.global_step})
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0 and trainer.global_step > 0:
-            self._export(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self._export(trainer, pl_module)
 
 
 def export_valle(model: VALLE, out: str | Path, codec_dir: str | Path | None, vocab, meta: dict,
@@ -271,7 +233,8 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
         log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
         check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
         logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
-        callbacks=[ckpt, EpochSetter(), _Exporter(out_dir / "model", tc.ckpt_every_steps, codec_dir, vocab, meta)],
+        callbacks=[ckpt, EpochSetter(), Exporter(functools.partial(export_valle, out=out_dir / "model", codec_dir=codec_dir, vocab=vocab),
+                             tc.ckpt_every_steps, meta)],
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
     )
     last = out_dir / "checkpoints" / "last.ckpt"

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_model_dir, save_model_dir
-from ..config import to_dict
-from ..errors import AudioError, CheckpointError
+from ...checkpoint import load_model_dir, save_model_dir
+from ...config import to_dict
+from ...errors import AudioError, CheckpointError
 from .bottleneck import BottleneckOutput, build_bottleneck
 from .config import CodecConfig
 from .layers import Decoder, Encoder, PitchPrediction

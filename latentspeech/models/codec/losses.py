@@ -3,7 +3,7 @@
 - :class:`MultiResolutionMelLoss`: mean L1 between log-mel spectrograms at several resolutions.
 - :class:`MultiResolutionSTFTLoss`: spectral convergence + log-magnitude L1 (Parallel WaveGAN).
 - :func:`generator_adv_loss`, :func:`discriminator_loss` (least squares, HiFi-GAN) and
-  :func:`feature_matching_loss` over the outputs of :mod:`latentspeech.codec.discriminators`.
+  :func:`feature_matching_loss` over the outputs of :mod:`latentspeech.models.codec.discriminators`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio.features import LogMel, stft_magnitude
+from ...audio.features import LogMel, stft_magnitude
 
 __all__ = [
     "LossConfig",
@@ -75,7 +75,7 @@ class MultiResolutionSTFTLoss(nn.Module):
 
 
 def pitch_loss(pred, f0: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(L1 of log F0 on voiced frames, voicing BCE)`` of a :class:`~latentspeech.codec.layers.PitchPrediction`
+    """``(L1 of log F0 on voiced frames, voicing BCE)`` of a :class:`~latentspeech.models.codec.layers.PitchPrediction`
     against target ``f0 [B, L]`` (Hz) and ``voiced [B, L]`` (bool)."""
     v = voiced.float()
     err = (pred.log_f0 - torch.log(f0.clamp(min=1.0))).abs()

@@ -1,7 +1,7 @@
 """A phone recognizer on speech latents (CTC), used to pick the most intelligible of several candidates.
 
 Sampling is what makes next-token diffusion speak, and what makes it mispronounce: the same sentence
-drawn three times can be read well once and garbled once (RESULTS.md, "Session 19"). With
+drawn three times can be read well once and garbled once. With
 ``candidates: N`` the LatentLM draws N latent sequences for a sentence in one batch and keeps the
 one this recognizer finds closest to the sentence's phones, before the codec decodes anything:
 
@@ -9,12 +9,10 @@ one this recognizer finds closest to the sentence's phones, before the codec dec
   voice matters less) to per-frame log-probabilities over the phone inventory, the padding id
   standing for CTC's blank (convolutions → a small bidirectional Transformer → a linear layer).
 * :func:`phone_scores` is the CTC log-likelihood of each candidate's phones per phone (higher: read
-  more clearly); only *sounding* tokens (:func:`~latentspeech.lm.aligner.silent_token_ids`) are targets.
-* :func:`train_recognizer` fits it on the LM's own training sources, with Gaussian noise on the input
-  (generated latents are not exact encodings), and :func:`phone_error_rate` measures it (greedy CTC).
+  more clearly); only *sounding* tokens (:func:`~latentspeech.text.vocab.silent_token_ids`) are targets.
+* :func:`best_candidates` keeps, per sentence, the candidate with the best score.
 
-    rec = train_recognizer(sources, vocab, steps=1500)
-    save_recognizer(rec, "exp/recognizer/model", {"phone_vocab": vocab.to_dict()})
+Training and measuring it: :mod:`latentspeech.train.recognizer`.
 """
 
 from __future__ import annotations
@@ -22,24 +20,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.collate import pad_latents
-from ..errors import DataDirError
-from ..train.steps import examples
-from .aligner import silent_token_ids
 from .transformer import Transformer, TransformerConfig
 
-__all__ = ["RECOGNIZER", "load_attached_recognizer", "RecognizerConfig", "PhoneRecognizer", "phone_targets", "phone_scores", "best_candidates", "phone_error_rate",
-           "train_recognizer", "save_recognizer", "load_recognizer"]
+__all__ = ["RECOGNIZER", "load_attached_recognizer", "RecognizerConfig", "PhoneRecognizer", "phone_targets", "ctc_loss",
+           "phone_scores", "best_candidates", "save_recognizer", "load_recognizer"]
 
 
 #: The sub-dir of a LatentLM model dir that holds its recognizer (optional).
@@ -90,7 +83,7 @@ def phone_targets(phones: Sequence[int], silent: set[int]) -> list[int]:
     return [int(t) for t in phones if int(t) not in silent]
 
 
-def _ctc(rec: PhoneRecognizer, z: torch.Tensor, lens: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+def ctc_loss(rec: PhoneRecognizer, z: torch.Tensor, lens: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
     """Per-utterance CTC negative log-likelihood [B] (inf where a target cannot fit its frames)."""
     logp = rec(z, lens)
     tl = torch.tensor([len(t) for t in targets], device=z.device)
@@ -110,7 +103,7 @@ def phone_scores(rec: PhoneRecognizer, latents: Sequence[torch.Tensor], phones: 
     scores = torch.full((len(latents),), -math.inf)
     if keep:
         z, lens = pad_latents([latents[i] for i in keep])
-        nll = _ctc(rec, z.to(dev), lens.to(dev), [targets[i] for i in keep]).float().cpu()
+        nll = ctc_loss(rec, z.to(dev), lens.to(dev), [targets[i] for i in keep]).float().cpu()
         for j, i in enumerate(keep):
             scores[i] = -nll[j] / len(targets[i])
     return scores
@@ -126,74 +119,6 @@ def best_candidates(rec: PhoneRecognizer, latents: Sequence[torch.Tensor], phone
     best = scores.view(len(phones), n).argmax(1).tolist()
     return [latents[i * n + c] for i, c in enumerate(best)]
 
-
-def _greedy(logp: torch.Tensor, n: int, blank: int) -> list[int]:
-    best = logp[:n].argmax(-1).tolist()
-    return [t for k, t in enumerate(best) if t != blank and (k == 0 or t != best[k - 1])]
-
-
-def _edits(hyp: Sequence[int], ref: Sequence[int]) -> int:
-    """Substitutions + deletions + insertions turning ``ref`` into ``hyp`` (jiwer, as the WER of eval/)."""
-    import jiwer
-
-    if not ref:
-        return len(hyp)
-    o = jiwer.process_words(" ".join(map(str, ref)), " ".join(map(str, hyp)))
-    return o.substitutions + o.deletions + o.insertions
-
-
-@torch.no_grad()
-def phone_error_rate(rec: PhoneRecognizer, sources, max_utts: int = 200, batch_size: int = 32) -> float:
-    """Greedy-CTC phone error rate over (up to ``max_utts`` of) the sources' utterances."""
-    dev = next(rec.parameters()).device
-    silent = set(rec.cfg.silent_ids)
-    items = examples(sources)[:max_utts]
-    errors = total = 0
-    for k in range(0, len(items), batch_size):
-        chunk = items[k : k + batch_size]
-        z, lens = pad_latents([sources[si].load(u) for si, u in chunk])
-        logp = rec(z.to(dev), lens.to(dev))
-        for b, (si, u) in enumerate(chunk):
-            ref = phone_targets(sources[si].phones[u], silent)
-            errors += _edits(_greedy(logp[b], int(lens[b]), rec.cfg.pad_id), ref)
-            total += len(ref)
-    return errors / max(1, total)
-
-
-def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                     progress: bool = True, log_every: int = 100, log=print,
-                     config: RecognizerConfig | None = None) -> PhoneRecognizer:
-    """Fit a :class:`PhoneRecognizer` with CTC on :class:`~latentspeech.data.lm_dataset.LMSource` s
-    (normalised latents + phone ids); AdamW with warm-up and a cosine decay, ``steps`` batches."""
-    from ..train.steps import fit_steps
-
-    items = examples(sources)
-    if not items:
-        raise DataDirError("train_recognizer: no utterance has both phones and latents")
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    first = sources[items[0][0]].load(items[0][1])
-    cfg = dataclasses.replace(config or RecognizerConfig(), vocab_size=vocab.size, pad_id=vocab.pad_id,
-                              latent_dim=first.shape[-1], silent_ids=silent_token_ids(vocab))
-    rec = PhoneRecognizer(cfg)
-    opt = torch.optim.AdamW(rec.parameters(), lr=lr, weight_decay=0.01)
-    warm = max(1, min(200, steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
-    silent = set(cfg.silent_ids)
-
-    def batch_loss(step: int) -> torch.Tensor:
-        batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
-        z, lens = pad_latents([sources[si].load(u) for si, u in batch])
-        if cfg.input_noise > 0:
-            z = z + torch.randn_like(z) * torch.rand(z.shape[0], 1, 1) * cfg.input_noise
-        targets = [phone_targets(sources[si].phones[u], silent) or [cfg.pad_id] for si, u in batch]
-        dev = next(rec.parameters()).device
-        nll = _ctc(rec, z.to(dev), lens.to(dev), targets)
-        loss = nll / torch.tensor([len(t) for t in targets], device=nll.device)
-        return loss[torch.isfinite(loss)].mean()
-
-    return fit_steps(rec, batch_loss, opt, sched, steps, "recognizer", progress, log_every, log)
 
 
 def save_recognizer(rec: PhoneRecognizer, out: str | os.PathLike, meta: dict | None = None) -> Path:

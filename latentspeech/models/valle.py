@@ -5,7 +5,7 @@
     losses = model.loss(batch)                                  # training: {"loss", "ar_loss", ...}
     out = model.generate(phones, prompt_codes, seed=0)          # inference: out.codes [B, Q, T]
 
-Two Transformers from :mod:`latentspeech.lm.transformer` (the one LatentLM uses):
+Two Transformers from :mod:`latentspeech.models.transformer` (the one LatentLM uses):
 
 * **AR** (causal, KV cache) models the first codebook ``c⁰`` one frame at a time and ends the
   utterance with an end-of-speech token ``EOS``. Sampling: temperature, top-k, top-p.
@@ -55,14 +55,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..api import SpeechBackend
+from ..data.batch import VALLEBatch
 from ..errors import CheckpointError, ConfigError
-from ..lm.latentlm import guided_attention_loss, scaled_phone_positions, validate_alignment_aids
-from ..lm.transformer import Transformer, TransformerConfig
+from .alignment import default_frames_per_phone, guided_attention_loss, scaled_phone_positions, validate_alignment_aids
+from .transformer import Transformer, TransformerConfig
 
 __all__ = [
     "VALLEConfig",
-    "VALLEBatch",
     "VALLEOutput",
     "VALLE",
     "ARStage",
@@ -71,7 +70,6 @@ __all__ = [
     "pad_sequences",
     "save_valle",
     "load_valle",
-    "VALLEBackend",
     "KIND",
 ]
 
@@ -143,7 +141,6 @@ class VALLEConfig:
     def guard_frames_per_phone(self) -> float:
         if self.frames_per_phone is not None:
             return self.frames_per_phone
-        from ..lm.latentlm import default_frames_per_phone
 
         return default_frames_per_phone(self.frame_rate)
 
@@ -160,28 +157,6 @@ class VALLEConfig:
     def bos_id(self) -> int:
         return self.codebook_size + 1
 
-
-@dataclass
-class VALLEBatch:
-    """A training batch. Every segment is right-padded; ``*_lens`` give the true lengths.
-
-    ``phones [B, L]`` (pad = ``phone_pad_id``), ``prompt [B, Q, P]`` codes of another utterance
-    of the speaker, ``codes [B, Q, T]`` the target codes (pads: any valid code, e.g. 0).
-    """
-
-    phones: torch.Tensor
-    phone_lens: torch.Tensor
-    prompt: torch.Tensor
-    prompt_lens: torch.Tensor
-    codes: torch.Tensor
-    code_lens: torch.Tensor
-
-    def to(self, device) -> "VALLEBatch":
-        return VALLEBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
-
-    @property
-    def size(self) -> int:
-        return self.phones.shape[0]
 
 
 @dataclass
@@ -248,7 +223,7 @@ def _layout(segments: list[tuple[torch.Tensor, torch.Tensor]],
 
     Returns (x [B, ΣS, D], positions [B, ΣS] numbered from 0 inside each segment, padding mask).
     The second segment is the phones: its positions are spread by ``phone_position_scale``
-    (as LatentLM's, :func:`~latentspeech.lm.latentlm.scaled_phone_positions`).
+    (as LatentLM's, :func:`~latentspeech.models.latentlm.scaled_phone_positions`).
     """
     xs, pos, mask = [], [], []
     for i, (emb, lens) in enumerate(segments):
@@ -575,7 +550,7 @@ def save_valle(model: VALLE, path: str | os.PathLike, codec=None, vocab=None, me
         info["phone_vocab"] = vocab.to_dict()
     path = save_model_dir(path, model.state_dict(), KIND, to_dict(model.cfg), info, card=card, dtype=dtype)
     if codec is not None:
-        from ..codec import save_codec
+        from .codec import save_codec
 
         save_codec(codec, Path(path) / "codec", dtype=dtype)
     return Path(path)
@@ -613,7 +588,7 @@ def load_valle(name_or_dir: str | os.PathLike | None = "valle-demo", device: str
 
 
 def _load_matching_codec(path: Path, cfg: VALLEConfig, device):
-    from ..codec import load_codec
+    from .codec import load_codec
 
     if not path.is_dir():
         raise CheckpointError(f"{path.parent} has no codec/ subfolder (a VALL-E model dir holds its RVQ codec)")
@@ -628,90 +603,3 @@ def _load_matching_codec(path: Path, cfg: VALLEConfig, device):
     if not math.isclose(codec.frame_rate, cfg.frame_rate, rel_tol=1e-3):
         raise CheckpointError(f"{path}: codec frame rate {codec.frame_rate} Hz != model's {cfg.frame_rate} Hz")
     return codec
-
-
-# ------------------------------------------------------------------------------ TTS backend
-#: Sampling defaults of :class:`VALLEBackend` (a model dir's ``meta.inference`` overrides them).
-DEFAULT_TOP_K = 50
-DEFAULT_TOP_P = 1.0
-DEFAULT_RAS_WINDOW = 10  # VALL-E 2's repetition-aware sampling: window K = 10, threshold t_r = 0.1
-DEFAULT_RAS_THRESHOLD = 0.1
-
-
-class VALLEBackend(SpeechBackend):
-    """Runs a VALL-E model dir for :class:`latentspeech.api.TTS` (kind ``valle``).
-
-    phones → AR (sampled: temperature, top-k, top-p, repetition-aware) + NAR (greedy) → codes → the dir's own
-    ``codec/`` → waveform. The prompt is encoded once into RVQ codes. ``steps`` and ``cfg`` are
-    LatentLM's options and are ignored here, so one decoding command line serves both systems.
-    """
-
-    kind = KIND
-
-    def __init__(self, model: VALLE, codec, frontend, meta: dict, path: Path | None = None):
-        super().__init__(model, codec, frontend, meta, path)
-        infer = meta.get("inference") or {}
-        self.top_k = int(infer.get("top_k", DEFAULT_TOP_K))
-        self.top_p = float(infer.get("top_p", DEFAULT_TOP_P))
-        self.ras_window = int(infer.get("ras_window", DEFAULT_RAS_WINDOW))
-        self.ras_threshold = float(infer.get("ras_threshold", DEFAULT_RAS_THRESHOLD))
-        self.last_output: VALLEOutput | None = None  # the last batch's output (step counts for benchmarks)
-
-    @classmethod
-    def load(cls, path, device=None) -> "VALLEBackend":
-        from ..text import TextFrontend
-
-        model, codec, vocab, meta = load_valle(path, device)
-        if vocab is None:
-            raise CheckpointError(f"{path}: no phone vocabulary in config.yaml meta (phone_vocab)")
-        return cls(model, codec, TextFrontend(vocab), meta, Path(path))
-
-    @property
-    def device(self):
-        return self.model.ar.code_emb.weight.device
-
-    def encode_prompt(self, wav) -> torch.Tensor:
-        """Prepared prompt audio (float32 mono at :attr:`sample_rate`) → codes ``[Q, P]``."""
-        import numpy as np
-
-        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self.device)
-        return self.codec.encode_codes(x)[0, : self.model.cfg.num_quantizers]
-
-    def synthesize(self, sentences: Sequence[str], prompt_wav, *, steps: int | None = None, cfg: float | None = None,
-                   temperature: float | None = None, generator: torch.Generator | None = None, batch_size: int = 8,
-                   progress: bool | None = None, candidates: int | None = None) -> list:
-        """One waveform (float32 numpy) per sentence; sentences of similar length share a batch."""
-        from tqdm.auto import tqdm
-
-        from ..errors import ConfigError, TextError
-
-        if candidates not in (None, 1):
-            raise ConfigError(f"the VALL-E baseline draws one candidate per sentence, got candidates={candidates}")
-
-        temperature = 1.0 if temperature is None else float(temperature)  # AR code sampling
-        ids = self.frontend.encode_batch(list(sentences))
-        prompt = self.encode_prompt(prompt_wav)
-        mcfg = self.model.cfg
-        room = min(mcfg.ar.max_seq_len, mcfg.nar.max_seq_len)
-        for s, p in zip(sentences, ids):
-            if not p:
-                raise TextError(f"no phones for the sentence {s[:40]!r}")
-            if len(p) >= room:
-                raise TextError(f"sentence too long for this model ({len(p)} phones, max {room - 1}): {s[:40]!r}...")
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list = [None] * len(ids)
-        bar = tqdm(total=len(ids), unit="sent", disable=(len(ids) <= 1) if progress is None else not progress,
-                   desc="synthesizing")
-        with torch.inference_mode():
-            for k in range(0, len(order), batch_size):
-                rows = order[k : k + batch_size]
-                gen = self.model.generate([ids[i] for i in rows], [prompt] * len(rows), temperature=temperature,
-                                          top_k=self.top_k, top_p=self.top_p, ras_window=self.ras_window,
-                                          ras_threshold=self.ras_threshold, max_frames=room - 2, generator=generator)
-                self.last_output = gen
-                for b, i in enumerate(rows):
-                    n = int(gen.lengths[b])
-                    out[i] = self.codec.decode_codes(gen.codes[b : b + 1, :, :n])[0].float().cpu().numpy()
-                bar.update(len(rows))
-        bar.close()
-        return out

@@ -6,7 +6,7 @@ All sequence tensors are channels-first ``[B, C, L]``. Every block keeps the len
   (reflect "same" padding of ``(n_fft - hop) / 2`` on each side, no centre frame);
 - :class:`ISTFTHead`: ``L`` frames → ``L · hop`` samples (overlap-add, the same padding trimmed);
   with a harmonic source it also adds the gain-shaped spectrum of a pulse train that follows a
-  predicted F0 (:mod:`latentspeech.codec.source`);
+  predicted F0 (:mod:`latentspeech.models.codec.source`);
 - down-sampling is a patchify convolution (kernel = stride = f), up-sampling its transpose.
 """
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio.features import stft
+from ...audio.features import stft
 from .source import harmonic_excitation
 
 __all__ = ["ChannelNorm", "ConvNeXtBlock", "ConvNeXtStage", "STFTFrontEnd", "ISTFTHead", "Encoder", "Decoder",

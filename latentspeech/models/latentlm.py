@@ -58,64 +58,29 @@ when it reaches its length guard ``ceil(frames_per_phone · L) + guard_min_frame
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checkpoint import load_model_dir, save_model_dir
+from ..config import to_dict
+from ..data.batch import LMBatch
 from ..errors import ConfigError
+from .alignment import default_frames_per_phone, guided_attention_loss, scaled_phone_positions, validate_alignment_aids
 from .diffusion import DiffusionHead, DiffusionHeadConfig, diffusion_loss
 from .transformer import Transformer, TransformerConfig
 
-__all__ = ["LatentLMConfig", "LatentLM", "LMBatch", "GenerationOutput", "default_frames_per_phone",
-           "scaled_phone_positions", "guided_attention_loss", "validate_alignment_aids"]
+__all__ = ["LatentLMConfig", "LatentLM", "GenerationOutput", "KIND", "save_latentlm", "load_latentlm"]
 
+KIND = "latentlm"
 PROMPT, PHONES, SPEECH = 0, 1, 2
-#: Length guard of paper.md's feasibility run: 1.5 frames per phone symbol at 12.5 Hz never cut a sentence.
-GUARD_FRAMES_PER_PHONE_12_5HZ = 1.5
 
-
-def scaled_phone_positions(index: torch.Tensor, scale: float) -> torch.Tensor:
-    """RoPE positions of phone tokens: phone ``k`` at ``round(k * scale)``.
-
-    With ``scale`` ≈ the data's mean frames per phone, speech frame ``j`` and the phone it is
-    saying have nearly equal positions, so the monotonic alignment starts out as "attend near
-    relative offset 0", a pattern one RoPE head expresses from the first steps (integer
-    positions keep the RoPE tables exact).
-    """
-    if scale == 1.0:
-        return index
-    return torch.round(index.clamp(min=0).double() * scale).long()
-
-
-def guided_attention_loss(att: torch.Tensor, slot: torch.Tensor, prompt_lens: torch.Tensor,
-                          phone_lens: torch.Tensor, rel: torch.Tensor, target_lens: torch.Tensor,
-                          sigma: float = 0.2) -> torch.Tensor:
-    """Guided attention penalty of right-padded rows (see :class:`LatentLMConfig`).
-
-    att: [B, H, T, T] attention probabilities; slot: [B, T] slot indices; rel: [B, T] speech index
-    (0 at BOS). Speech query j of F (BOS … z_{F-1}) and phone k of L: the penalty is the share of
-    attention *outside* the diagonal band, 1 - Σ_k a_jk · exp(-((k+½)/L - (j+½)/F)² / 2σ²), so
-    attention on non-phone keys (prompt, speech) counts as off the diagonal: the guided layer cannot
-    satisfy it by looking away from the phones (a renormalised version could, and a trained model
-    did). Rows without phones (CFG-dropped) are skipped. Mean over heads and queries (0 = on the
-    diagonal, 1 = nowhere near it).
-    """
-    pl, ll, fl = prompt_lens[:, None], phone_lens[:, None], target_lens[:, None]
-    k_idx = slot - pl  # phone index of each key slot
-    is_phone = (k_idx >= 0) & (k_idx < ll)  # [B, T]
-    is_query = (rel >= 0) & (rel < fl) & (ll > 0)  # [B, T]
-    if not bool(is_query.any()):
-        return att.sum() * 0.0
-    k_frac = (k_idx.float() + 0.5) / ll.clamp(min=1).float()
-    q_frac = (rel.float() + 0.5) / fl.clamp(min=1).float()
-    band = torch.exp(-(k_frac[:, None, :] - q_frac[:, :, None]) ** 2 / (2 * sigma ** 2))  # [B, Tq, Tk]
-    band = band * is_phone[:, None, :]
-    per_query = 1.0 - (att * band[:, None]).sum(-1)  # [B, H, Tq]
-    mask = is_query[:, None, :].expand_as(per_query)
-    return per_query[mask].mean()
 
 
 def _binary_loss(logits: torch.Tensor, labels: torch.Tensor,
@@ -128,23 +93,6 @@ def _binary_loss(logits: torch.Tensor, labels: torch.Tensor,
         acc = ((logits > 0).float() == labels).float().mean()
     return loss, acc
 
-
-def validate_alignment_aids(cfg, where: str, stack: str, n_layers: int) -> None:
-    """Check the alignment-aid fields LatentLM and the VALL-E AR stage share
-    (``phone_position_scale``, ``guided_attention_{weight,layer,sigma}``); ``stack`` names the
-    Transformer whose ``n_layers`` layers guided attention may pick from."""
-    if cfg.guided_attention_weight < 0 or cfg.guided_attention_sigma <= 0:
-        raise ConfigError(f"{where}: guided_attention_weight must be >= 0 and guided_attention_sigma > 0")
-    if cfg.guided_attention_weight > 0 and not 0 <= cfg.guided_attention_layer < n_layers:
-        raise ConfigError(f"{where}: guided_attention_layer {cfg.guided_attention_layer} is not a layer of the "
-                          f"{stack} ({n_layers} layers)")
-    if cfg.phone_position_scale <= 0:
-        raise ConfigError(f"{where}: phone_position_scale must be positive, got {cfg.phone_position_scale}")
-
-
-def default_frames_per_phone(frame_rate: float) -> float:
-    """The length guard's frames per phone token at ``frame_rate`` (1.5 at 12.5 Hz, scaled)."""
-    return GUARD_FRAMES_PER_PHONE_12_5HZ * frame_rate / 12.5
 
 
 @dataclass
@@ -283,28 +231,6 @@ def unpatchify(tokens: torch.Tensor, patch_size: int) -> torch.Tensor:
     *lead, n, pd = tokens.shape
     return tokens.reshape(*lead, n * patch_size, pd // patch_size)
 
-
-@dataclass
-class LMBatch:
-    """Padded training batch (right-padded per segment; lengths give the real sizes)."""
-
-    prompt: torch.Tensor  # [B, P, D] normalised latents
-    prompt_lens: torch.Tensor  # [B]
-    phones: torch.Tensor  # [B, L] phone ids
-    phone_lens: torch.Tensor  # [B]
-    target: torch.Tensor  # [B, F, D] normalised latents
-    target_lens: torch.Tensor  # [B]
-    utt_ids: list[str] = field(default_factory=list)
-    durations: torch.Tensor | None = None  # [B, L] frames per phone token (pointer mode), 0-padded
-
-    def to(self, device) -> "LMBatch":
-        t = {k: getattr(self, k).to(device) for k in
-             ("prompt", "prompt_lens", "phones", "phone_lens", "target", "target_lens")}
-        d = self.durations.to(device) if self.durations is not None else None
-        return LMBatch(**t, utt_ids=self.utt_ids, durations=d)
-
-    def __len__(self) -> int:
-        return int(self.prompt_lens.shape[0])
 
 
 @dataclass
@@ -796,3 +722,20 @@ class LatentLM(nn.Module):
             transformer_passes=passes,
             head_evals=evals,
         )
+
+
+def save_latentlm(model: LatentLM, out: str | os.PathLike, codec_dir: str | os.PathLike | None, meta: dict,
+                  dtype: torch.dtype = torch.float32) -> Path:
+    """Write a self-contained LatentLM model dir (weights, config, meta, a ``codec/`` copy of ``codec_dir``)."""
+    out = save_model_dir(out, model.state_dict(), KIND, to_dict(model.cfg), meta, dtype=dtype)
+    if codec_dir is not None:
+        shutil.copytree(codec_dir, out / "codec", dirs_exist_ok=True)
+    return out
+
+
+def load_latentlm(name_or_dir=None, device=None):
+    """(LatentLM in eval mode, ModelDir) from a model dir or bundled name (default ``latentlm-demo``)."""
+    md = load_model_dir(name_or_dir, kind=KIND)
+    model = LatentLM(md.typed_config(LatentLMConfig))
+    md.load_into(model)
+    return model.eval().to(device or "cpu"), md

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 __all__ = ["BottleneckConfig", "EncoderConfig", "DecoderConfig", "CodecConfig"]
 
@@ -69,7 +69,7 @@ class DecoderConfig:
 
     ``source: harmonic`` makes it source-filter: it predicts F0 (within ``f0_range`` Hz) and voicing
     from the latents and adds a pulse train following that F0, shaped per frequency bin, to the
-    head's spectrum (:mod:`latentspeech.codec.source`); trained with a pitch loss against YIN.
+    head's spectrum (:mod:`latentspeech.models.codec.source`); trained with a pitch loss against YIN.
     """
 
     source: Literal["none", "harmonic"] = "none"

@@ -1,7 +1,7 @@
 """The harmonic source of a source-filter decoder: F0 frames → a band-limited pulse train.
 
 The decoder's iSTFT head adds the short-time spectrum of this excitation, shaped by a predicted
-per-bin gain, to its own magnitude/phase prediction (see :class:`latentspeech.codec.layers.ISTFTHead`).
+per-bin gain, to its own magnitude/phase prediction (see :class:`latentspeech.models.codec.layers.ISTFTHead`).
 The excitation is a real signal, so its harmonics keep coherent phases from frame to frame, which a
 per-frame phase prediction learns only slowly (mel-trained iSTFT decoders sound noise-excited).
 

@@ -1,0 +1,116 @@
+"""The LatentLM backend: phones → LatentLM → latents → the model dir's own ``codec/`` → waveform.
+
+With a ``recognizer/`` in the model dir it draws several candidates of each sentence in one batch and
+keeps the one the recognizer reads best (:func:`latentspeech.models.recognizer.best_candidates`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError, TextError
+from .backends import DEFAULT_CFG, DEFAULT_STEPS, DEFAULT_TEMPERATURE, SpeechBackend
+
+__all__ = ["LatentLMBackend"]
+
+
+class LatentLMBackend(SpeechBackend):
+    """Runs a LatentLM model dir: phones → LatentLM → latents → its own ``codec/`` → waveform."""
+
+    kind = "latentlm"
+
+    def __init__(self, model, codec, frontend, meta: dict, path: Path | None = None, recognizer=None,
+                 candidates: int = 1):
+        super().__init__(model, codec, frontend, meta, path)
+        self.recognizer = recognizer  # picks the clearest of several candidates (lm/recognizer.py), optional
+        self.default_candidates = candidates if recognizer is not None else 1
+        if codec.latent_dim != model.cfg.latent_dim:
+            raise CheckpointError(f"{path}: codec latent_dim {codec.latent_dim} != model latent_dim {model.cfg.latent_dim}")
+        infer = meta.get("inference") or {}
+        self.default_steps = int(infer.get("steps", DEFAULT_STEPS))
+        self.default_cfg = float(infer.get("cfg", DEFAULT_CFG))
+        self.default_temperature = float(infer.get("temperature", DEFAULT_TEMPERATURE))
+
+    @classmethod
+    def load(cls, path: Path, device=None) -> "LatentLMBackend":
+        from ..models.codec import load_codec
+        from ..models.latentlm import load_latentlm
+        from ..models.recognizer import load_attached_recognizer
+        from ..text import PhoneVocab, TextFrontend
+
+        model, md = load_latentlm(path, device)
+        codec_dir = md.path / "codec"
+        if not (codec_dir / "config.yaml").is_file():
+            raise CheckpointError(f"{md.path} has no codec/ subfolder (a LatentLM model dir holds its codec)")
+        codec = load_codec(codec_dir, device=device)
+        try:
+            vocab = PhoneVocab.from_dict(md.meta.get("phone_vocab"))
+        except Exception as e:  # ConfigError: incompatible or missing vocabulary
+            raise CheckpointError(f"{md.path}: {e}") from None
+        recognizer = load_attached_recognizer(md.path, vocab)  # optional: picks among candidates
+        if recognizer is not None:
+            recognizer.to(device or "cpu")
+        return cls(model, codec, TextFrontend(vocab), md.meta, md.path, recognizer,
+                   recognizer.cfg.candidates if recognizer is not None else 1)
+
+    @property
+    def device(self):
+        return self.model.bos.device
+
+    def encode_prompt(self, wav: np.ndarray):
+        """Prepared prompt audio → normalised latents [P, D]."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self.device)
+        z = self.codec.normalize(self.codec.encode(x))  # [1, D, P]
+        return z[0].transpose(0, 1).contiguous()
+
+    def synthesize(self, sentences: Sequence[str], prompt_wav: np.ndarray, *, steps: int | None = None,
+                   cfg: float | None = None, temperature: float | None = None, generator=None, batch_size: int = 8,
+                   progress: bool | None = None, candidates: int | None = None) -> list[np.ndarray]:
+        import torch
+        from tqdm.auto import tqdm
+
+        from ..models.recognizer import RECOGNIZER, best_candidates
+
+        n_cand = self.default_candidates if candidates is None else int(candidates)
+        if n_cand < 1:
+            raise ConfigError(f"candidates must be >= 1, got {n_cand}")
+        if n_cand > 1 and self.recognizer is None:
+            raise ConfigError(f"{self.path}: this model has no {RECOGNIZER}/ to choose among candidates: use candidates=1")
+        steps = steps or self.default_steps
+        cfg = self.default_cfg if cfg is None else float(cfg)
+        temperature = self.default_temperature if temperature is None else float(temperature)
+        ids = self.frontend.encode_batch(list(sentences))
+        prompt = self.encode_prompt(prompt_wav)
+        prompt_tokens = -(-prompt.shape[0] // self.model.cfg.patch_size)  # frames grouped into tokens
+        room = self.model.cfg.transformer.max_seq_len - prompt_tokens - 2
+        for s, p in zip(sentences, ids):
+            if len(p) >= room:
+                raise TextError(f"sentence too long for this model ({len(p)} phones, max {room}): {s[:40]!r}...")
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
+        out: list[np.ndarray | None] = [None] * len(ids)
+        # progress=None: a bar for several sentences on a terminal (tqdm's disable=None: off when not a TTY)
+        bar = tqdm(total=len(ids), unit="sent", disable=(True if len(ids) <= 1 else None) if progress is None
+                   else not progress, desc="synthesizing")
+        per_batch = max(1, batch_size // n_cand)  # sentences per batch: each takes n_cand rows
+        with torch.inference_mode():
+            for k in range(0, len(order), per_batch):
+                rows = order[k : k + per_batch]
+                batch = [ids[i] for i in rows]
+                cap = room - max(len(b) for b in batch)
+                gen = self.model.generate([b for b in batch for _ in range(n_cand)], prompt, steps=steps, cfg_scale=cfg,
+                                          temperature=temperature, generator=generator, max_frames=cap)
+                chosen = best_candidates(self.recognizer, gen.latents, batch, n_cand)  # the clearest per sentence
+                for i, z in zip(rows, chosen):
+                    if z.shape[0] == 0:
+                        out[i] = np.zeros(0, np.float32)
+                        continue
+                    lat = self.codec.denormalize(z.transpose(0, 1)[None])
+                    out[i] = self.codec.decode(lat)[0].float().cpu().numpy()
+                bar.update(len(rows))
+        bar.close()
+        return out  # type: ignore[return-value]

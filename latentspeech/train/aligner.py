@@ -1,0 +1,74 @@
+"""Fitting the MAS phone aligner (:mod:`latentspeech.models.aligner`) and writing the durations it finds.
+
+    aligner = train_aligner([source], vocab, steps=1000)    # sources: LMSource (latents + phone ids)
+    align_source(aligner, source, vocab, "dump/latents/train/durations")
+
+Training alternates the two halves of MAS: the best monotonic path under the current aligner, then a
+gradient step that fits the aligner's per-token means to the latents along that path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+
+import torch
+
+from ..data.durations import write_durations
+from ..data.lm_dataset import examples
+from ..errors import DataDirError
+from ..models.aligner import AlignerConfig, PhoneAligner, align_batch
+from ..text.vocab import silent_token_ids
+from .common import fit_steps
+
+__all__ = ["train_aligner", "align_source"]
+
+
+def train_aligner(sources, vocab, steps: int = 3000, batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
+                  progress: bool = True, log_every: int = 100, log=print,
+                  config: AlignerConfig | None = None) -> PhoneAligner:
+    """Fit a :class:`PhoneAligner` by MAS on :class:`~latentspeech.data.lm_dataset.LMSource` s
+    (normalised latents + phone ids); Adam with a cosine decay, ``steps`` batches of ``batch_size``."""
+    items = examples(sources)
+    if not items:
+        raise DataDirError("train_aligner: no utterance has both phones and latents")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    first = sources[items[0][0]].load(items[0][1])
+    cfg = dataclasses.replace(config or AlignerConfig(), vocab_size=vocab.size, pad_id=vocab.pad_id,
+                              latent_dim=first.shape[-1])
+    aligner = PhoneAligner(cfg)
+    opt = torch.optim.Adam(aligner.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    silent = set(silent_token_ids(vocab))
+
+    def batch_loss(step: int) -> torch.Tensor:
+        batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
+        return align_batch(aligner, [sources[si].phones[u] for si, u in batch],
+                           [sources[si].load(u) for si, u in batch], silent)[0]
+
+    return fit_steps(aligner, batch_loss, opt, sched, steps, "aligner", progress, log_every, log)
+
+
+@torch.no_grad()
+def align_source(aligner: PhoneAligner, source, vocab, path: str | os.PathLike, batch_size: int = 32,
+                 progress: bool = True) -> dict[str, int]:
+    """Align every utterance of ``source`` and write its ``durations`` file to ``path`` (atomically).
+    Returns counts: ``aligned`` and ``skipped`` (more sounding tokens than frames)."""
+    from tqdm.auto import tqdm
+
+    silent = set(silent_token_ids(vocab))
+    utts = [u for u in sorted(source.phones) if u in source.latents]
+    durations, skipped = {}, 0
+    for i in tqdm(range(0, len(utts), batch_size), desc="align", disable=not progress):
+        chunk = utts[i : i + batch_size]
+        _, durs = align_batch(aligner, [source.phones[u] for u in chunk], [source.load(u) for u in chunk], silent)
+        for u, d in zip(chunk, durs):
+            if d is None:
+                skipped += 1
+            else:
+                durations[u] = d.tolist()
+    write_durations(path, durations)
+    return {"aligned": len(durations), "skipped": skipped}

@@ -1,0 +1,142 @@
+"""What every training entry point shares: the LM data, optimiser and trainer configs, the learning-rate
+schedule, AdamW with its parameter groups, the epoch callback and a plain step loop.
+
+The Lightning-trained LMs (:mod:`.latentlm`, :mod:`.valle`) take :class:`DataConfig`,
+:class:`OptimConfig` and :class:`TrainerConfig` from here; the small auxiliary models fitted in one
+process (:mod:`.aligner`, :mod:`.recognizer`) and guidance distillation use :func:`fit_steps` /
+:func:`lr_lambda`. The codec has its own configs (:mod:`.codec`: audio crops, two optimisers).
+
+    fit_steps(model, lambda step: batch_loss(...), opt, sched, steps, "aligner")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import lightning.pytorch as pl
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+
+__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "lr_lambda", "configure_adamw", "EpochSetter", "Exporter", "fit_steps"]
+
+
+@dataclass
+class DataConfig:
+    prompt_seconds: tuple[float, float] = (2.0, 5.0)
+    max_target_seconds: float = 20.0
+    max_tokens: int = 4000  # padded (prompt + phones + target) slots per batch
+    max_batch_size: int = 32
+    single_utt_prompt: str = "self_crop"  # self_crop | self_split (needs durations) | skip: lm_dataset docs
+    curriculum_epochs: int = 0  # first epochs train on short utterances only
+    curriculum_max_seconds: float = 5.0
+    num_workers: int = 0
+    guard_margin: float = 1.25
+
+    def validate(self) -> None:
+        from ..data.lm_dataset import SINGLE_UTT_PROMPTS
+
+        if self.single_utt_prompt not in SINGLE_UTT_PROMPTS:
+            raise ConfigError(f"data.single_utt_prompt must be one of {', '.join(SINGLE_UTT_PROMPTS)}, "
+                              f"got {self.single_utt_prompt!r}")
+        if self.prompt_seconds[0] > self.prompt_seconds[1] or self.prompt_seconds[0] <= 0:
+            raise ConfigError(f"data.prompt_seconds must be (min, max) with 0 < min <= max, got {self.prompt_seconds}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.01
+    warmup_steps: int = 1000
+    max_steps: int = 100000
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # "bf16-mixed" on GPUs
+    log_every_steps: int = 25
+    val_every_steps: int = 500
+    ckpt_every_steps: int = 500
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads; 0: torch's default (1 is fastest on a busy 2-core machine)
+
+
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio``."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def configure_adamw(model: torch.nn.Module, oc: OptimConfig) -> dict:
+    """AdamW (no weight decay on vectors and embeddings) with warm-up + cosine, stepped per batch."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": oc.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr, betas=tuple(oc.betas))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_lambda(s, oc.warmup_steps, oc.max_steps, oc.min_lr_ratio))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class EpochSetter(pl.Callback):
+    """Gives the dataset the epoch, so prompt choices differ per epoch but stay reproducible."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        ds = trainer.datamodule.train_set
+        ds.set_epoch(trainer.current_epoch)
+
+
+class Exporter(pl.Callback):
+    """Writes the model dir every ``every`` steps and at the end of training, on rank 0 only:
+    ``export(model, meta)`` with ``train_steps`` added to ``meta``."""
+
+    def __init__(self, export: Callable[[nn.Module, dict], object], every: int, meta: dict):
+        self.export, self.every, self.meta = export, every, meta
+
+    def _export(self, trainer, pl_module):
+        if trainer.global_rank == 0:
+            self.export(pl_module.model, meta={**self.meta, "train_steps": trainer.global_step})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.every and trainer.global_step % self.every == 0 and trainer.global_step > 0:
+            self._export(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self._export(trainer, pl_module)
+
+
+def fit_steps(model: nn.Module, batch_loss: Callable[[int], torch.Tensor], opt: torch.optim.Optimizer, sched,
+              steps: int, name: str, progress: bool = True, log_every: int = 100, log=print,
+              clip: float = 1.0) -> nn.Module:
+    """``steps`` optimizer steps on ``batch_loss(step)`` (gradient norm clipped to ``clip``); shows a
+    running loss on the bar, or logs it every ``log_every`` steps without one. Returns the model in eval mode."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    bar = tqdm(range(steps), desc=name, disable=not progress)
+    running = None
+    for step in bar:
+        loss = batch_loss(step)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        running = value if running is None else 0.98 * running + 0.02 * value
+        bar.set_postfix(loss=f"{running:.3f}")
+        if log and not progress and (step + 1) % log_every == 0:
+            log(f"{name} step {step + 1}/{steps} loss {running:.4f}")
+    return model.eval()

@@ -17,8 +17,8 @@ system:
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "== installing latentspeech and its pinned dependencies into $(VENV) (a few minutes on a fresh machine)"
-	$(PIP) install --quiet --upgrade 'pip>=23' 
-	$(PIP) install --quiet -c constraints.txt -e '.[eval,test]'
+	$(PIP) install -qq --upgrade "pip>=23"
+	$(PIP) install -qq -c constraints.txt -e '.[eval,test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

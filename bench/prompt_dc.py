@@ -2,8 +2,8 @@
 
 For each prompt file, the prompt as loaded (``raw``) and with its mean subtracted (``dc-removed``) are
 passed to :meth:`latentspeech.TTS.speak` as arrays; two sentences x ``--seeds``; SIM = Resemblyzer cosine
-of the output to the prompt file. Since session 20 ``prepare_prompt`` removes the offset itself, so the
-two conditions coincide; RESULTS.md "Session 20" ran this at commit 877e793, just before that change:
+of the output to the prompt file. ``prepare_prompt`` now removes the offset itself, so on the current
+code the two conditions coincide; to see the difference run it on commit 877e793, the last before that change:
 
     git worktree add ../before 877e793 && cp bench/prompt_dc.py ../before/bench/ && cd ../before
     PYTHONPATH=. ../main/.venv/bin/python bench/prompt_dc.py ../shared/data/librispeech_voices/flac/445-123857-0000.flac ...

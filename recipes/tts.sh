@@ -68,7 +68,7 @@ codec_train_args=""     # extra arguments of `latentspeech codec train`
 latentlm_train_args=""  # extra arguments of `latentspeech train latentlm`
 aligner_args=""         # stage 5, pointer-mode configs: extra arguments of `latentspeech align` (e.g. "--steps 200")
 recognizer=true         # stage 5: train a CTC phone recognizer on the LM's sets and attach it to the LatentLM, which
-                        # then draws N candidates per sentence and keeps the clearest (RESULTS.md, session 19)
+                        # then draws N candidates per sentence and keeps the one the recognizer reads best
 recognizer_args=""      # extra arguments of `latentspeech recognizer` (e.g. "--steps 500 --candidates 3")
 valle_train_args=""     # extra arguments of `latentspeech train valle`
 run_baseline=true       # stage 6 and the baseline's decoding/evaluation

@@ -119,4 +119,9 @@ def test_clipped_prompt_is_accepted(tone):
 def test_check_audio_passes_real_speech(voices_dir):
     path = sorted((voices_dir / "flac").glob("*.flac"))[0]
     wav = load_audio(path, 16000)
-    check_audio(wav, 16000, min_seconds=1.0)
+    assert len(wav) >= 16000
+    assert check_audio(wav, 16000, min_seconds=1.0) is None  # real speech passes: no AudioError
+    with pytest.raises(AudioError, match="silent"):
+        check_audio(wav * 1e-6, 16000, min_seconds=1.0)  # the same clip at -120 dB is refused
+    with pytest.raises(AudioError, match="too short"):
+        check_audio(wav[:8000], 16000, min_seconds=1.0)  # and so is half a second of it

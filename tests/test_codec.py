@@ -10,10 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentspeech.codec import AudioCodec, CodecConfig, load_codec, save_codec
-from latentspeech.codec.bottleneck import EMACodebook, SigmaBottleneck, kmeans
-from latentspeech.codec.config import BottleneckConfig
-from latentspeech.codec.layers import ISTFTHead, STFTFrontEnd
+from latentspeech.models.codec import AudioCodec, CodecConfig, load_codec, save_codec
+from latentspeech.models.codec.bottleneck import EMACodebook, SigmaBottleneck, kmeans
+from latentspeech.models.codec.config import BottleneckConfig
+from latentspeech.models.codec.layers import ISTFTHead, STFTFrontEnd
 from latentspeech.config import from_dict
 from latentspeech.errors import AudioError, CheckpointError, ConfigError
 

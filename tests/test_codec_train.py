@@ -10,9 +10,9 @@ import soundfile as sf
 import torch
 
 from latentspeech.cli import main
-from latentspeech.codec import AudioCodec, CodecConfig, load_codec, save_codec
-from latentspeech.codec.extract import extract_latents
-from latentspeech.codec.losses import MultiResolutionMelLoss
+from latentspeech.models.codec import AudioCodec, CodecConfig, load_codec, save_codec
+from latentspeech.inference.extract import extract_latents
+from latentspeech.models.codec.losses import MultiResolutionMelLoss
 from latentspeech.config import from_dict, save_config
 from latentspeech.data.latents import INDEX, LatentStore, LatentWriter
 from latentspeech.errors import ConfigError, DataDirError
@@ -96,7 +96,7 @@ def test_sigma_vae_keeps_latent_noise_where_gaussian_vae_collapses():
 
     noise_to_signal = median over dims of σ_d / std(μ_d): the perturbation the decoder learns
     to tolerate, relative to the spread of the latents. The σ-VAE keeps it; the Gaussian VAE
-    with a weak KL lets its posterior σ collapse (measured: see RESULTS.md).
+    with a weak KL lets its posterior σ collapse.
     """
     wav = torch.stack([torch.from_numpy(voiced(i, 0.5)) for i in range(4)])
     res = {}
@@ -160,7 +160,7 @@ def test_paper_config_builds_and_steps():
     """The 24 kHz / 15 Hz paper config: exact frame arithmetic, one discriminator forward."""
     from pathlib import Path
 
-    from latentspeech.codec.discriminators import CodecDiscriminator
+    from latentspeech.models.codec.discriminators import CodecDiscriminator
     from latentspeech.config import load_config
 
     root = Path(__file__).resolve().parent.parent
@@ -339,7 +339,7 @@ def test_harmonic_decoder_learns_the_pitch_of_a_clip():
     """Fitting one voiced clip with the pitch loss (YIN targets) cuts the log-F0 error 3-fold
     (measured 3.6x), the voicing loss 1.5-fold (2.6x) and the mel loss 2-fold (4.6x)."""
     from latentspeech.audio.pitch import yin
-    from latentspeech.codec.losses import pitch_loss
+    from latentspeech.models.codec.losses import pitch_loss
 
     torch.manual_seed(0)
     model = tiny_model()

@@ -1,7 +1,6 @@
 """espeak-ng phonemization and the TextFrontend: stress, word boundaries, punctuation, batching, files."""
 
 import os
-import time
 
 import pytest
 
@@ -59,10 +58,9 @@ def test_ids_inside_vocab_and_phone_string_matches(fe):
 def test_backend_is_created_once_and_reused(fe):
     fe.phonemes("warm up")
     backend = ph.get_backend()
-    t0 = time.perf_counter()
-    fe.encode_batch(["a short sentence."] * 50)
-    assert ph.get_backend() is backend
-    assert time.perf_counter() - t0 < 5
+    batch = fe.encode_batch(["a short sentence."] * 50)
+    assert ph.get_backend() is backend  # no new espeak-ng process for the batch
+    assert batch == [fe.encode("a short sentence.")] * 50
 
 
 @pytest.mark.parametrize("text", ["", "   ", "!!! ...", "\u200b\x00"])

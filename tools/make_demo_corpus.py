@@ -16,8 +16,8 @@ Sets written under ``--out`` (audio under ``--out/local/wav/<set>/``, 16 kHz mon
   reading the train sentences that ``train`` left unread, until ``--extra-hours``. Its speakers are
   ``train``'s (``--out/local/voices.tsv``), or with ``--extra-speakers N`` N new pseudo-speakers
   (ids from ``spk1000``, or after the last id of earlier such sets), verified like the main build's
-  and told apart from every train, dev and earlier extra voice (the LM's loss on unseen voices is
-  what lags: RESULTS.md, "Session 17"). ``--extra-name`` names the set (default ``train_extra``);
+  and told apart from every train, dev and earlier extra voice (new voices are what lowers the LM's
+  loss on voices it never saw). ``--extra-name`` names the set (default ``train_extra``);
   ``--extra-text read`` has it read the sentences ``train`` read instead (by other voices).
 
 With ``--verify`` (default outside smoke mode) a pool of candidate speakers is synthesized on a few

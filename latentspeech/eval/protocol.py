@@ -12,7 +12,7 @@ builders write the decode stage's input, the same columns without ``wav``:
 Relative paths resolve against the folder of the pairs file when the file exists there,
 otherwise against the current directory (where recipes run).
 
-LibriSpeech test-clean protocol (VALL-E 2; ``paper.md``): utterances of 4-10 s; two prompt
+LibriSpeech test-clean protocol (as in VALL-E 2 and LatentLM): utterances of 4-10 s; two prompt
 modes, deterministic by seed:
 
 * ``ref-utt``: the prompt is another utterance of the same speaker (chosen at random among

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from latentspeech.checkpoint import load_model_dir
-    from latentspeech.codec import load_codec
+    from latentspeech.models.codec import load_codec
 
     nested = args.model_dir / "codec"
     if not (nested / "model.safetensors").is_file():

@@ -40,12 +40,12 @@ else
   eval_opts=(--eval-num-utts 200 --cross-num-utts 100)
 fi
 # Both codecs get a harmonic-source decoder after their mel training (decoder-only fine-tunes: same latents and
-# codes; RESULTS.md, session 7).
+# codes), which renders voiced speech with coherent harmonics instead of a noise-like excitation.
 conf=conf; [ "$smoke" = true ] && conf=conf/smoke
 finetune_opts=(--codec-finetune-config "$conf/codec_harmonic.yaml" --codec-rvq-finetune-config "$conf/codec_rvq_harmonic.yaml")
-# The shipped LMs learn from the synthetic train set only. --extra-train-sets "real_train:4" adds the 200 real
-# voices (one clip each, cut into prompt + target: self_split): measured in RESULTS.md (session 6), it helps
-# held-out synthetic voices and voice similarity but makes real-prompt output less intelligible, so it is off.
+# The LMs learn from the synthetic train set only. --extra-train-sets "real_train:4" adds the 200 real voices
+# (one clip each, cut into prompt + target: self_split): it helps held-out synthetic voices and voice
+# similarity but makes real-prompt output less intelligible (RESULTS.md), so it is off.
 extra_train_sets=""
 
 exec ../../../recipes/tts.sh \

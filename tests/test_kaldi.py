@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,11 @@ from latentspeech.data.kaldi import (
     c_sorted,
     duration_filter,
     ensure_utt2dur,
+    entry_duration,
     fix,
     read_table,
+    read_wav_entry,
+    render_table,
     split_data,
     validate,
     write_table,
@@ -87,6 +91,48 @@ def test_read_table_tolerates_tabs_crlf_and_blank_lines(tmp_path):
     p = tmp_path / "text"
     p.write_bytes(b"u1\thello world\r\n\nu2 bye \n")
     assert [(r.key, r.value) for r in read_table(p)] == [("u1", "hello world"), ("u2", "bye")]
+
+
+def test_render_table_formats_floats_lists_and_order():
+    rows = {"b": 1.0, "a": [1, 2], "c": -0.0, "d": 1e-7, "e": 2.5000001, "é": "x", "B": ("y",)}
+    assert render_table(rows) == "B y\na 1 2\nb 1\nc 0\nd 0\ne 2.5\né x\n".encode()
+    assert render_table([("z", "1"), ("a", "2"), ("a", "1")]) == b"a 2\na 1\nz 1\n"  # stable for equal keys
+
+
+def test_package_reexports_every_module():
+    import latentspeech.data as data
+    from latentspeech.data import kaldi
+    from latentspeech.data.kaldi import datadir, fixing, subsets, tables, validation, wavscp
+
+    for mod in (datadir, fixing, subsets, tables, validation, wavscp):
+        assert mod.__all__ and all(getattr(kaldi, name) is getattr(mod, name) for name in mod.__all__), mod
+    assert set(kaldi.__all__) <= set(dir(kaldi))
+    assert all(getattr(data, name) is getattr(kaldi, name) for name in data.__all__)
+
+
+# --- wav.scp entries --------------------------------------------------------------------------
+
+
+def test_ark_entry_reads_the_wav_at_its_offset(tmp_path):
+    buf = io.BytesIO()
+    sf.write(buf, _tone(0.5), SR, format="WAV", subtype="PCM_16")
+    (tmp_path / "audio.ark").write_bytes(b"utt0 " + buf.getvalue())
+    wav = read_wav_entry("audio.ark:5", tmp_path)
+    assert wav.dtype == np.float32 and len(wav) == SR // 2
+    assert entry_duration("audio.ark:5", tmp_path) == pytest.approx(0.5)
+    np.testing.assert_allclose(read_wav_entry("audio.ark:5", tmp_path, start=0.25, end=0.5), wav[SR // 4:], atol=1e-6)
+    with pytest.raises(AudioError, match=r"no wav data at .*audio.ark:0 \(only RIFF wav archives"):
+        read_wav_entry("audio.ark:0", tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox")
+def test_pipe_entry_duration_and_resampling(tmp_path):
+    sf.write(tmp_path / "a.wav", _tone(0.75), SR, subtype="PCM_16")
+    assert entry_duration(f"sox {tmp_path / 'a.wav'} -t wav - |") == pytest.approx(0.75)
+    assert entry_duration(f"cat {tmp_path / 'a.wav'} |") == pytest.approx(0.75)
+    assert len(read_wav_entry(f"sox {tmp_path / 'a.wav'} -t wav - |", sample_rate=8000)) == 6000
+    with pytest.raises(AudioError, match="wav.scp command failed: 'true': no output"):
+        entry_duration("true |")
 
 
 # --- DataDir ----------------------------------------------------------------------------------
@@ -348,3 +394,16 @@ def test_cli_validate_ok_fix_and_filter(tmp_path, testdata_dir):
     assert res.returncode == 0 and "kept 3 of 5" in res.stdout
     res = run_cli("data", "validate", str(tmp_path / "missing"))
     assert res.returncode == 1 and "data dir not found" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_segment_past_the_end_without_an_end_time(tmp_path):
+    """A segment that starts past the end of its audio and has no end time is a one-line AudioError."""
+    from latentspeech.data.kaldi import read_wav_entry
+    from latentspeech.errors import AudioError
+
+    import soundfile as sf
+
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros(1600, np.float32) + 0.1, 16000)
+    with pytest.raises(AudioError, match=r"segment from 900 s of .* is empty"):
+        read_wav_entry(str(path), sample_rate=16000, start=900.0)

@@ -172,7 +172,7 @@ def test_every_part_has_a_layer():
 
 
 @pytest.mark.parametrize("where, code, needle", [
-    ("models/valle.py", "from ..api import SpeechBackend\n", "imports latentspeech.api"),
+    ("models/valle/model.py", "from ...api import SpeechBackend\n", "imports latentspeech.api"),
     ("models/aligner.py", "from ..train.common import fit_steps\n", "imports latentspeech.train.common"),
     ("data/collate.py", "from ..models.latentlm import LatentLM\n", "imports latentspeech.models.latentlm"),
     ("inference/tts.py", "from ..train.latentlm import train_latentlm\n", "imports latentspeech.train.latentlm, beside it"),

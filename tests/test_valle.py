@@ -9,7 +9,7 @@ from latentspeech.models.valle import (
     VALLE,
     VALLEBatch,
     VALLEConfig,
-    _layout,
+    layout,
     load_valle,
     pad_sequences,
     sample_logits,
@@ -100,12 +100,12 @@ def test_config_validation():
 
 def test_layout_numbers_each_segment_from_zero():
     emb = [(torch.zeros(2, 3, 4), torch.tensor([3, 1])), (torch.zeros(2, 2, 4), torch.tensor([1, 2]))]
-    x, pos, mask = _layout(emb)
+    x, pos, mask = layout(emb)
     assert x.shape == (2, 5, 4)
     assert pos.tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 0, 1]]
     assert mask.tolist() == [[True, True, True, True, False], [True, False, False, True, True]]
     emb.append((torch.zeros(2, 4, 4), torch.tensor([4, 4])))  # the second segment (phones) is spread
-    _, pos, _ = _layout(emb, phone_position_scale=1.8)
+    _, pos, _ = layout(emb, phone_position_scale=1.8)
     assert pos[0].tolist() == [0, 1, 2, 0, 2, 0, 1, 2, 3]
 
 

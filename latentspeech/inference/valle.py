@@ -14,17 +14,10 @@ from .backends import SpeechBackend
 
 __all__ = ["VALLEBackend"]
 
-# ------------------------------------------------------------------------------ TTS backend
 #: Sampling defaults of :class:`VALLEBackend` (a model dir's ``meta.inference`` overrides them).
 DEFAULT_TOP_K = 50
-
-
 DEFAULT_TOP_P = 1.0
-
-
 DEFAULT_RAS_WINDOW = 10  # VALL-E 2's repetition-aware sampling: window K = 10, threshold t_r = 0.1
-
-
 DEFAULT_RAS_THRESHOLD = 0.1
 
 

@@ -4,11 +4,14 @@ import pytest
 
 from latentspeech.eval.wer import (
     EnglishScoringNormalizer,
+    normalize_for_scoring,
     number_to_words,
     score_corpus,
     score_pair,
     word_error_rate,
 )
+from latentspeech.text import normalize_text
+from latentspeech.text.rules import CURRENCIES, LATIN, TITLES, year
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,77 @@ def test_corpus_length_mismatch():
 
 def test_long_and_zero_led_numbers_are_spelled_digit_by_digit(norm):
     assert norm("call 0044 or 1234567890") == "call zero zero four four or one two three four five six seven eight nine zero"
+
+
+# ---------------------------------------------------------------- the shared text-rules table
+
+def test_abbreviations_come_from_the_rules_table(norm):
+    """Bare ones are expanded with or without their period; the others only with it (``fig`` stays)."""
+    for name, a in TITLES.items():
+        if name == "St":
+            continue
+        assert norm(f"{name}. Smith") == f"{a.written} smith", name
+        assert norm(f"{name} Smith") == (f"{a.written} smith" if a.bare else f"{name.lower()} smith"), name
+    assert norm("Mrs. Jones") == "missus jones"  # the spelling, not the TTS respelling "Misses"
+    written = {"etc": "etc.", "eg": "e.g.", "ie": "i.e.", "vs": "vs.", "cf": "cf.", "aka": "a.k.a."}
+    assert set(written) == set(LATIN)
+    for key, a in LATIN.items():
+        assert norm(f"one, {written[key]} two") == f"one {a.written} two", key
+        assert norm(f"one {key} two") == (f"one {a.written} two" if a.bare else f"one {key} two"), key
+
+
+def test_saint_or_street_as_the_tts_side_reads_it(norm):
+    assert norm("St. Paul lives on Main St.") == "saint paul lives on main street"
+    assert norm("St Paul") == "saint paul"
+
+
+def test_currencies_come_from_the_rules_table(norm):
+    for sym, c in CURRENCIES.items():
+        assert norm(f"{sym}1") == f"one {c.unit}"
+        assert norm(f"{sym}2.01") == f"two {c.units} and one {c.subunit}"
+        assert norm(f"{sym}0.50") == f"fifty {c.subunits}"
+        assert norm(f"{sym}2.5m") == f"two point five million {c.units}"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("$0.99", "ninety nine cents"),
+    ("$1.555", "one point five five five dollars"),
+    ("€1.2m or $3 bn or £4k", "one point two million euros or three billion dollars or four thousand pounds"),
+    ("¥100 and ₹2.50", "one hundred yen and two rupees and fifty paise"),
+    ("$.50", "fifty cents"),
+    ("Dept. of Labor vs. Acme Inc.", "department of labor versus acme incorporated"),
+    ("a fig, fig. 3", "a fig figure three"),
+])
+def test_scoring_reads_like_the_tts_side(norm, text, expected):
+    assert norm(text) == expected
+
+
+def test_years_are_read_from_1000_on_the_scoring_side(norm):
+    assert norm("1066 and 1999 and 2005") == "ten sixty six and nineteen ninety nine and two thousand and five"
+    assert norm("the 1060s") == "the ten sixties"
+
+
+@pytest.mark.parametrize("text", [
+    "Dr. Smith paid $3.50 on the 2nd.",
+    "It cost €1.2m, e.g. a lot.",
+    "Prices rose 25% in 1999 and in the 1960s.",
+    "The Dept. of Labor vs. Acme Inc., etc.",
+    "£0.99, ¥100 and ₹2.50.",
+    "Mt. Hood is approx. 3 hrs. away, i.e. far.",
+    "St. Paul lives on Main St.",
+    "In 2024, $5k and £3bn.",
+])
+def test_a_text_and_its_tts_reading_score_alike(text):
+    """Both normalisers read the same table, so the words the voice says score as the written text."""
+    assert normalize_for_scoring(text) == normalize_for_scoring(normalize_text(text))
+    assert score_pair(text, normalize_text(text)).wer == 0.0
+
+
+def test_number_to_words_reads_years_as_the_text_rules_do():
+    for y in [1000, 1001, 1066, 1900, 1905, 1999, 2005, 2010, 2099]:
+        assert number_to_words(str(y), "year") == year(y, with_and=True).replace("-", " ")
+    with pytest.raises(ValueError):
+        number_to_words("5", "roman")
 
 
 from hypothesis import given, settings  # noqa: E402

@@ -3,7 +3,7 @@
 import pytest
 
 from latentspeech.text import normalize_text
-from latentspeech.text.normalize import cardinal, digits, ordinal, year
+from latentspeech.text.rules import CURRENCIES, LATIN, TITLES, cardinal, digits, is_year, ordinal, plural, year
 
 
 @pytest.mark.parametrize("n, words", [
@@ -112,3 +112,45 @@ def test_symbols_and_letters_of_other_scripts_are_dropped():
     assert normalize_text("I said 日本語 and Ελληνικά, ok?") == "I said and, ok?"
     assert normalize_text("Café naïve Ñandú straße Ærø") == "Café naïve Ñandú straße Ærø"
     assert normalize_text("😀😀") == normalize_text("東京") == ""
+
+
+# ---------------------------------------------------------------- the shared text-rules table
+
+def test_titles_come_from_the_rules_table():
+    for name, a in TITLES.items():
+        if a.spoken and name != "St":
+            assert normalize_text(f"{name}. Smith") == f"{a.words} Smith", name
+    assert normalize_text("Messrs. Smith") == "Messrs. Smith"  # spoken=False: left to the phonemizer
+
+
+def test_latin_abbreviations_come_from_the_rules_table():
+    written = {"etc": "etc.", "eg": "e.g.", "ie": "i.e.", "vs": "vs.", "cf": "cf.", "aka": "a.k.a."}
+    assert set(written) == set(LATIN)
+    for key, a in LATIN.items():
+        assert normalize_text(f"one, {written[key]} two") == f"one, {a.words} two", key
+
+
+def test_currencies_come_from_the_rules_table():
+    for sym, c in CURRENCIES.items():
+        assert normalize_text(f"{sym}1") == f"one {c.unit}"
+        assert normalize_text(f"{sym}2.01") == f"two {c.units} and one {c.subunit}"
+        assert normalize_text(f"{sym}0.50") == f"fifty {c.subunits}"
+        assert normalize_text(f"a {sym} sign") == f"a {c.units} sign"
+
+
+@pytest.mark.parametrize("y", ["1066", "1099", "1100", "1999", "2005", "2099", "2100", "3000"])
+def test_four_digits_are_years_where_is_year_says(y):
+    assert normalize_text(f"In {y}.") == f"In {year(y) if is_year(y) else cardinal(y)}."
+
+
+def test_plural_of_number_words():
+    assert plural("nineteen ninety") == "nineteen nineties"
+    assert plural("six") == "sixes" and plural("two thousand") == "two thousands"
+    assert normalize_text("The 1900s and 2000s.") == "The nineteen hundreds and two thousands."
+
+
+def test_with_and_keeps_num2words_and():
+    assert cardinal(105) == "one hundred five"
+    assert cardinal(105, with_and=True) == "one hundred and five"
+    assert ordinal(101, with_and=True) == "one hundred and first"
+    assert year(2005, with_and=True) == "two thousand and five" and year(1905, with_and=True) == "nineteen oh five"

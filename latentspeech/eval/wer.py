@@ -7,13 +7,18 @@
 
 Both sides (reference and hypothesis) go through the same normaliser, so the direction of
 each rule only has to be consistent. Whisper's own normaliser turns spelled-out numbers
-into digits; here digits become words instead (``num2words``), which matches how book
-transcripts (LibriSpeech, LibriVox) are written and keeps every token a word. The other
-rules: case, punctuation, hyphens (``cold-hearted`` → ``cold hearted``), diacritics,
-contractions (``won't`` → ``will not``, ``it's`` → ``it is``; a possessive ``'s`` keeps the
-word: ``john's`` → ``johns``), title abbreviations (``Mr.`` → ``mister``), currency,
-percent and ``&``, fillers (``uh``, ``um``) and British spellings (``colour`` → ``color``,
-from whisper-normalizer's list when installed).
+into digits; here digits become words instead, which matches how book transcripts
+(LibriSpeech, LibriVox) are written and keeps every token a word. Number words, years,
+currencies, abbreviations and symbol words come from :mod:`latentspeech.text.rules`, the
+table the TTS normaliser reads, so a text and the TTS reading of it score alike but for a few
+readings: numbers keep num2words' "and" here (``105`` → one hundred and five; spoken: one
+hundred five), ``1066`` is a year and ``Mrs.`` is written missus (spoken: Misses).
+The other rules: case, punctuation, hyphens (``cold-hearted`` → ``cold hearted``),
+diacritics, contractions (``won't`` → ``will not``, ``it's`` → ``it is``; a possessive ``'s``
+keeps the word: ``john's`` → ``johns``), abbreviations (``Mr.`` → ``mister``; ``Dept.`` →
+``department`` only with its period; ``St. Paul`` → saint, ``Main St.`` → street), currency
+(``$0.99`` → ``ninety nine cents``, ``€1.2m``), percent and ``&``, fillers (``uh``, ``um``)
+and British spellings (``colour`` → ``color``, from whisper-normalizer's list when installed).
 
 WER and CER come from ``jiwer`` with their substitution, deletion and insertion counts; a
 corpus WER sums the errors of all utterances and divides by the total reference words
@@ -28,6 +33,10 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
+from ..text.rules import (CURRENCIES, CURRENCY_PATTERN, LATIN, NUMBER_PATTERN, ORDINAL_SUFFIX, SCALE_PATTERN,
+                          ST_PATTERN, STREET, SYMBOL_WORDS, TITLES, cardinal, digits, is_year, latin_pattern,
+                          money_words, ordinal, plural, title_pattern, year)
+
 __all__ = [
     "EnglishScoringNormalizer",
     "UtteranceScore",
@@ -40,29 +49,12 @@ __all__ = [
     "word_error_rate",
 ]
 
-#: Title and honorific abbreviations (matched as whole words, with or without a period).
-ABBREVIATIONS = {
-    "mr": "mister",
-    "mrs": "missus",
-    "messrs": "messieurs",
-    "dr": "doctor",
-    "st": "saint",
-    "prof": "professor",
-    "capt": "captain",
-    "gov": "governor",
-    "gen": "general",
-    "col": "colonel",
-    "lt": "lieutenant",
-    "sgt": "sergeant",
-    "rev": "reverend",
-    "hon": "honorable",
-    "jr": "junior",
-    "sr": "senior",
-    "esq": "esquire",
-    "vs": "versus",
-    "etc": "et cetera",
-    "ok": "okay",
-}
+#: Abbreviations expanded with or without their period (lower case, matched as whole words): the
+#: text rules' bare ones, and "ok".
+ABBREVIATIONS = {name.lower(): a.written for name, a in (TITLES | LATIN).items() if a.bare} | {"ok": "okay"}
+#: The other abbreviations, expanded only as written with their period (``Dept.``, ``e.g.``).
+DOTTED_TITLES = {name: a.written for name, a in TITLES.items() if not a.bare}
+DOTTED_LATIN = [(latin_pattern(a), a.written) for a in LATIN.values() if not a.bare]
 
 #: Contractions that expand to more than one word; applied before the general rules below.
 CONTRACTIONS = [
@@ -93,66 +85,68 @@ CONTRACTIONS = [
 ]
 
 FILLERS = r"\b(hmm|mm|mhm|mmm|uh|um|er|ah)\b"
-CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent")}
-SCALES = r"(thousand|million|billion|trillion)"
+#: Four digits from here to 2099 are years; from 1000, not 1100 as on the TTS side (``1066`` → ten sixty six).
+YEARS_FROM = 1000
+
+_DOTTED_TITLE_RE = title_pattern(DOTTED_TITLES)
+_MONEY_RE = re.compile(r"(" + CURRENCY_PATTERN + r")\s?(" + NUMBER_PATTERN + r")" + SCALE_PATTERN)
+_ORDINAL_RE = re.compile(r"\b(\d+)(" + ORDINAL_SUFFIX + r")\b")
+_NUMBER_WORDS = {"cardinal": cardinal, "ordinal": ordinal, "year": year}
 
 
-def _plural(word: str) -> str:
-    if word == "penny":
-        return "pence"
-    return word[:-1] + "ies" if word.endswith("y") and not word.endswith("ey") else word + "s"
+def _ascii_digits(s: str) -> str:
+    """Decimal digits of any script as ASCII digits (``٣`` → ``3``)."""
+    return re.sub(r"\d", lambda m: str(int(m.group())), s)
 
 
 def number_to_words(token: str, kind: str = "cardinal") -> str:
     """Spell out a digit string: ``"105"`` → ``"one hundred and five"``; ``kind`` is
     ``cardinal``, ``ordinal`` or ``year`` (``"1960"`` → ``"nineteen sixty"``); ``"3.14"`` →
     ``"three point one four"``; more than 9 digits or a leading zero: digit by digit. Hyphens
-    and commas of num2words' output become spaces."""
-    from num2words import num2words
-
+    become spaces."""
+    if kind not in _NUMBER_WORDS:
+        raise ValueError(f"kind is one of {', '.join(_NUMBER_WORDS)}, not {kind!r}")
+    token = _ascii_digits(token)
     if "." in token:
         whole, frac = token.split(".", 1)
-        words = number_to_words(whole or "0") + " point " + " ".join(number_to_words(d) for d in frac)
+        words = number_to_words(whole or "0") + " point " + digits(frac)
     elif len(token) > 9 or (len(token) > 1 and token.startswith("0")):
-        words = " ".join(num2words(int(d)) for d in token)  # ids, phone numbers, "007": digit by digit
+        words = digits(token)  # ids, phone numbers, "007"
     else:
-        words = num2words(int(token), to=kind) if kind != "cardinal" else num2words(int(token))
-    return re.sub(r"[-,]", " ", words)
+        words = _NUMBER_WORDS[kind](token, with_and=True)
+    return words.replace("-", " ")
 
 
-def _is_year(digits: str) -> bool:
-    n = int(digits)
-    return len(digits) == 4 and (1000 <= n <= 1999 or 2010 <= n <= 2099)
+def _number(token: str) -> str:
+    """A whole number in words, read as a year where it is one."""
+    return number_to_words(token, "year" if is_year(token, YEARS_FROM) else "cardinal")
+
+
+def _money(m: re.Match) -> str:
+    """``$3.50`` → three dollars and fifty cents, ``€1.2m`` → one point two million euros."""
+    amount = m.group(2).replace(",", "")
+    return f" {money_words(CURRENCIES[m.group(1)], amount, m.group(3), number_to_words)} "
 
 
 def _spell_numbers(s: str) -> str:
+    s = " ".join(_ascii_digits(s).split())
     s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)  # 10,000 -> 10000
-
-    def currency(m: re.Match) -> str:
-        unit, sub = CURRENCIES[m.group(1)]
-        amount, scale = m.group(2), m.group(3)
-        whole, _, frac = amount.partition(".")
-        if scale:
-            return f"{number_to_words(amount)} {scale} {_plural(unit)}"
-        out = f"{number_to_words(whole)} {unit if int(whole) == 1 else _plural(unit)}"
-        if frac and int(frac):
-            cents = int((frac + "0")[:2])
-            out += f" {number_to_words(str(cents))} {sub if cents == 1 else _plural(sub)}"
-        return out
-
-    s = re.sub(r"([$£€])\s?(\d+(?:\.\d+)?)(?:\s+" + SCALES + r")?", currency, s)
-    s = re.sub(r"(\d+(?:\.\d+)?)\s?%", r"\1 percent", s)
-    s = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: number_to_words(m.group(1), "ordinal"), s)
-
-    def decade(m: re.Match) -> str:
-        digits = m.group(1)
-        words = number_to_words(digits, "year" if _is_year(digits) else "cardinal").split()
-        return " ".join(words[:-1] + [_plural(words[-1])])
-
-    s = re.sub(r"\b(\d*0)'?s\b", decade, s)
+    s = _MONEY_RE.sub(_money, s)
+    s = re.sub(r"(\d+(?:\.\d+)?)\s?%", r"\1 " + SYMBOL_WORDS["%"], s)
+    s = _ORDINAL_RE.sub(lambda m: number_to_words(m.group(1), "ordinal"), s)
+    s = re.sub(r"\b(\d*0)'?s\b", lambda m: plural(_number(m.group(1))), s)  # 1960s, 90's
     s = re.sub(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])", " ", s)  # mp3 -> mp 3, 4x4 -> 4 x 4
     s = re.sub(r"\b\d+\.\d+\b", lambda m: number_to_words(m.group(0)), s)
-    s = re.sub(r"\b\d+\b", lambda m: number_to_words(m.group(0), "year" if _is_year(m.group(0)) else "cardinal"), s)
+    return re.sub(r"\b\d+\b", lambda m: _number(m.group(0)), s)
+
+
+def _expand_dotted(s: str) -> str:
+    """Expand the abbreviations that need their period (``Dept.``, ``e.g.``, ``St.`` as Street),
+    matched as the TTS side matches them (titles case-sensitively: ``Co.``, not ``co.``)."""
+    s = _DOTTED_TITLE_RE.sub(lambda m: f" {DOTTED_TITLES[m.group(1)]} ", s)
+    s = ST_PATTERN.sub(lambda m: f" {TITLES['St'].written if m.group(2) else STREET.lower()} ", s)
+    for pattern, words in DOTTED_LATIN:
+        s = pattern.sub(f" {words} ", s)
     return s
 
 
@@ -180,11 +174,11 @@ class EnglishScoringNormalizer:
         self._contractions = [(re.compile(p), r) for p, r in CONTRACTIONS]
 
     def __call__(self, text: str) -> str:
-        s = unicodedata.normalize("NFKC", text).lower()
+        s = _expand_dotted(unicodedata.normalize("NFKC", text)).lower()
         s = re.sub(r"[‘’ʼ`´]", "'", s).replace("_", " ")
         s = re.sub(r"[\[<][^\]>]*[\]>]", " ", s)  # [noise], <unk>
         s = re.sub(r"\([^)]*\)", " ", s)
-        s = s.replace("&", " and ")
+        s = s.replace("&", f" {SYMBOL_WORDS['&']} ")
         s = self._abbrev.sub(lambda m: " " + ABBREVIATIONS[m.group(1)] + " ", s)
         for pattern, repl in self._contractions:
             s = pattern.sub(repl, s)

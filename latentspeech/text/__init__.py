@@ -5,7 +5,8 @@
     >>> fe.phone_string("Hello, world.")
     'h ə l ˈ oʊ , | w ˈ ɜː l d .'
 
-Modules: ``normalize`` (text → words), ``phonemize`` (the shared espeak-ng backend),
+Modules: ``normalize`` (text → words), ``rules`` (number words, currencies, abbreviations and
+symbol words, shared with the scoring normaliser), ``phonemize`` (the shared espeak-ng backend),
 ``vocab`` (``PhoneVocab``, versioned token list), ``frontend`` (``TextFrontend``,
 ``phonemize_file``), ``split`` (long text → chunks).
 """

@@ -23,9 +23,11 @@ The models speak English: letters of other scripts (Greek, Cyrillic, CJK, ...) a
 because espeak-ng's English voice would spell out their names ("Chinese letter"); a text left with
 nothing to pronounce is then refused by the frontend in one line. Accented Latin letters stay.
 
-Numbers use num2words. The function never raises: a rule that fails on some match keeps the
-matched text with its digits read one by one, and numbers too long to read as a whole
-(more than 15 digits) are read digit by digit too.
+Number words (num2words), currencies, abbreviations and symbol words come from
+:mod:`latentspeech.text.rules`, which the scoring normaliser (:mod:`latentspeech.eval.wer`) reads too.
+The function never raises: a rule that fails on some match keeps the matched text with its digits
+read one by one, and numbers too long to read as a whole (more than 15 digits) are read digit by
+digit too.
 """
 
 from __future__ import annotations
@@ -35,61 +37,13 @@ import re
 import unicodedata
 from typing import Callable
 
-from num2words import num2words
+from .rules import (CURRENCIES, CURRENCY_PATTERN, LATIN, NUMBER_PATTERN, ORDINAL_SUFFIX, SCALE_PATTERN, STREET,
+                    ST_PATTERN, SYMBOL_WORDS, TITLES, cardinal, digits, is_year, latin_pattern, money_words, ordinal, plural,
+                    title_pattern, year)
 
-__all__ = ["normalize_text", "cardinal", "ordinal", "year", "digits"]
+__all__ = ["normalize_text"]
 
 # ---------------------------------------------------------------------------- number words
-
-_DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-_MAX_CARDINAL_DIGITS = 15
-
-
-def digits(s: str) -> str:
-    """Read the ASCII digits of ``s`` one by one (``"507"`` → ``"five zero seven"``)."""
-    return " ".join(_DIGIT_WORDS[int(c)] for c in s if "0" <= c <= "9")
-
-
-def _clean_words(words: str) -> str:
-    """num2words output → US style: no "and" inside numbers, no commas."""
-    return words.replace(",", "").replace(" and ", " ")
-
-
-def cardinal(n: int | str) -> str:
-    """An integer in words (``1234`` → ``one thousand two hundred thirty-four``)."""
-    s = str(n).replace(",", "")
-    neg = s.startswith("-")
-    s = s.lstrip("+-")
-    if not s.isascii() or not s.isdigit():
-        return str(n)
-    if len(s.lstrip("0")) > _MAX_CARDINAL_DIGITS:
-        words = digits(s)
-    else:
-        words = _clean_words(num2words(int(s)))
-    return f"minus {words}" if neg else words
-
-
-def ordinal(n: int | str) -> str:
-    """An ordinal in words (``22`` → ``twenty-second``)."""
-    s = str(n)
-    if len(s.lstrip("0")) > _MAX_CARDINAL_DIGITS:
-        return digits(s)
-    return _clean_words(num2words(int(s), to="ordinal"))
-
-
-def year(n: int | str) -> str:
-    """A year as spoken: 1999 → nineteen ninety-nine, 2005 → two thousand five, 1900 → nineteen hundred."""
-    y = int(n)
-    if not 1000 <= y <= 9999:
-        return cardinal(y)
-    hi, lo = divmod(y, 100)
-    if hi % 10 == 0 and lo < 10:  # 2000, 2005, 1001
-        return cardinal(y)
-    if lo == 0:
-        return f"{cardinal(hi)} hundred"
-    if lo < 10:
-        return f"{cardinal(hi)} oh {cardinal(lo)}"
-    return f"{cardinal(hi)} {cardinal(lo)}"
 
 
 def _decimal(int_part: str, frac: str) -> str:
@@ -170,28 +124,15 @@ def clean_unicode(text: str) -> str:
 
 # ------------------------------------------------------------------- 2. abbreviations
 
-# Abbreviations whose period is part of the abbreviation, not a sentence end.
-_TITLES = {
-    "Dr": "Doctor", "Mr": "Mister", "Mrs": "Misses", "Ms": "Miz", "Prof": "Professor",
-    "Jr": "Junior", "Sr": "Senior", "Mt": "Mount", "Ft": "Fort", "Gen": "General",
-    "Capt": "Captain", "Lt": "Lieutenant", "Col": "Colonel", "Sgt": "Sergeant", "Rev": "Reverend",
-    "Hon": "Honorable", "Gov": "Governor", "Ave": "Avenue", "Blvd": "Boulevard", "Rd": "Road",
-    "Dept": "Department", "Inc": "Incorporated", "Ltd": "Limited", "Co": "Company", "Corp": "Corporation",
-    "approx": "approximately", "hrs": "hours", "mins": "minutes", "lbs": "pounds", "vol": "volume",
-    "fig": "figure",
-}
-_LATIN = [  # (pattern, words); matched case-insensitively
-    (r"etc\.", "et cetera"), (r"e\.\s?g\.", "for example"), (r"i\.\s?e\.", "that is"),
-    (r"vs\.?", "versus"), (r"cf\.", "compare"), (r"a\.k\.a\.", "also known as"),
-]
+# Titles whose period is part of the abbreviation, not a sentence end ("St." has a rule of its own).
+_TITLES = {name: a.words for name, a in TITLES.items() if a.spoken and name != "St"}
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
            "October", "November", "December"]
 _MONTH_ABBR = {m[:3]: m for m in _MONTHS} | {"Sept": "September"}
 _MONTH_NAMES = "|".join(_MONTHS + list(_MONTH_ABBR))
 
-_TITLE_RE = re.compile(r"\b(" + "|".join(sorted(_TITLES, key=len, reverse=True)) + r")\.(?=\s|$|[,;:])")
-_LATIN_RE = [(re.compile(r"(?<![\w.])" + p + r"(?=\W|$)", re.IGNORECASE), w) for p, w in _LATIN]
-_ST_RE = re.compile(r"\bSt\.(?=\s|$|[,;:])(?=(\s*)([A-Z])?)")
+_TITLE_RE = title_pattern(_TITLES)
+_LATIN_RE = [(latin_pattern(a), a.words) for a in LATIN.values()]
 _NO_RE = re.compile(r"\b(?:(No|Nos|no|nr|Nr)\.|#)\s*(?=[0-9])")
 _ACRONYM_RE = re.compile(r"(?<![\w.])((?:[A-Za-z]\.){2,})(?=\W|$)")
 _AMPM_RE = re.compile(r"(?<![\w.])([ap])\.\s?m\.(?=\W|$)", re.IGNORECASE)  # a.m. p.m. (only dotted)
@@ -215,7 +156,7 @@ def expand_abbreviations(text: str) -> str:
     ``No. 5`` → ``number 5``, ``a.m.``/``p.m.`` → ``AM``/``PM`` and dotted acronyms (``U.S.`` → ``U S``)."""
     text = _sub(_TITLE_RE, lambda m: _TITLES[m.group(1)] + _end(text, m), text)
     t = text
-    text = _sub(_ST_RE, lambda m: "Saint" if m.group(2) else "Street" + _end_sentence(t, m), text)
+    text = _sub(ST_PATTERN, lambda m: TITLES["St"].words if m.group(2) else STREET + _end_sentence(t, m), text)
     for pat, words in _LATIN_RE:
         t = text
         text = _sub(pat, lambda m, w=words, t=t: w + _end_sentence(t, m), text)
@@ -254,9 +195,9 @@ def read_phone_numbers(text: str) -> str:
 _SLASH_DATE_RE = re.compile(r"(?<![\w/.])([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}|[0-9]{2})(?![\w/]|\.[0-9])")
 _ISO_DATE_RE = re.compile(r"(?<![\w/.-])([0-9]{4})-([0-9]{2})-([0-9]{2})(?![\w/-])")
 _MONTH_DAY_RE = re.compile(
-    r"\b(" + _MONTH_NAMES + r")\.?\s+([0-9]{1,2})(?:st|nd|rd|th)?\b(?:,?\s+([0-9]{4})\b)?")
+    r"\b(" + _MONTH_NAMES + r")\.?\s+([0-9]{1,2})(?:" + ORDINAL_SUFFIX + r")?\b(?:,?\s+([0-9]{4})\b)?")
 _DAY_MONTH_RE = re.compile(
-    r"\b([0-9]{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(" + _MONTH_NAMES + r")\b\.?(?:,?\s+([0-9]{4})\b)?")
+    r"\b([0-9]{1,2})(?:" + ORDINAL_SUFFIX + r")?\s+(?:of\s+)?(" + _MONTH_NAMES + r")\b\.?(?:,?\s+([0-9]{4})\b)?")
 _TIME_RE = re.compile(
     r"(?<![\w:.])([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?(?![\w:]|\.[0-9])"
     r"(?:\s?([ap])\.?\s?m\b\.?)?", re.IGNORECASE)
@@ -343,64 +284,40 @@ def read_times(text: str) -> str:
 
 # -------------------------------------------------------------- 5. money and percentages
 
-_NUM = r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?|\.[0-9]+"
-_SCALE = r"(?:\s?(thousand|million|billion|trillion|[kKmMbB]n?)\b)?"
-_CURRENCIES = {  # symbol: (unit, units, subunit, subunits)
-    "$": ("dollar", "dollars", "cent", "cents"),
-    "£": ("pound", "pounds", "penny", "pence"),
-    "€": ("euro", "euros", "cent", "cents"),
-    "¥": ("yen", "yen", "sen", "sen"),
-    "₹": ("rupee", "rupees", "paisa", "paise"),
-}
-_SCALE_WORDS = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion"}
-_MONEY_RE = re.compile(r"(-)?([$£€¥₹])\s?(" + _NUM + r")" + _SCALE)
-_PERCENT_RE = re.compile(r"(?<![\w.])(-)?(" + _NUM + r")\s?(%|percent\b|per cent\b)")
+_MONEY_RE = re.compile(r"(-)?(" + CURRENCY_PATTERN + r")\s?(" + NUMBER_PATTERN + r")" + SCALE_PATTERN)
+_PERCENT_RE = re.compile(r"(?<![\w.])(-)?(" + NUMBER_PATTERN + r")\s?(%|percent\b|per cent\b)")
 
 
 def _money(sign: str | None, sym: str, amount: str, scale: str | None) -> str:
-    unit, units, sub, subs = _CURRENCIES[sym]
-    amount = amount.replace(",", "")
-    neg = "minus " if sign else ""
-    if scale:
-        word = _SCALE_WORDS.get(scale.lower(), scale.lower())
-        return f"{neg}{_number(amount)} {word} {units}"
-    whole, _, frac = amount.partition(".")
-    whole = whole or "0"
-    if len(frac) > 2:
-        return f"{neg}{_number(amount)} {units}"
-    cents = int(frac.ljust(2, "0")) if frac else 0
-    parts = []
-    if int(whole) or not cents:
-        parts.append(f"{cardinal(whole)} {unit if int(whole) == 1 else units}")
-    if cents:
-        parts.append(f"{cardinal(cents)} {sub if cents == 1 else subs}")
-    return neg + " and ".join(parts)
+    words = money_words(CURRENCIES[sym], amount.replace(",", ""), scale, _number)
+    return f"minus {words}" if sign else words
 
 
 def read_money_and_percent(text: str) -> str:
     """``$3.50`` → ``three dollars and fifty cents``, ``£1`` → ``one pound``, ``$2.5M`` →
     ``two point five million dollars``, ``12.5%`` → ``twelve point five percent``."""
     text = _sub(_MONEY_RE, lambda m: _money(m.group(1), m.group(2), m.group(3), m.group(4)), text)
-    return _sub(_PERCENT_RE, lambda m: ("minus " if m.group(1) else "") + _number(m.group(2)) + " percent", text)
+    percent = SYMBOL_WORDS["%"]
+    return _sub(_PERCENT_RE, lambda m: ("minus " if m.group(1) else "") + f"{_number(m.group(2))} {percent}", text)
 
 
 # ---------------------------------------------------------------------------- 6. numbers
 
-_ORDINAL_RE = re.compile(r"(?<![\w.])([0-9]+)(st|nd|rd|th)\b", re.IGNORECASE)
-_YEAR_RE = re.compile(r"(?<![\w.])(?<![0-9],)(1[1-9][0-9]{2}|20[0-9]{2})(s)?(?!\w|[.,][0-9])")
+_ORDINAL_RE = re.compile(r"(?<![\w.])([0-9]+)(" + ORDINAL_SUFFIX + r")\b", re.IGNORECASE)
+_YEAR_RE = re.compile(r"(?<![\w.])(?<![0-9],)([0-9]{4})(s)?(?!\w|[.,][0-9])")  # a year if is_year()
 _DECADE_RE = re.compile(r"(?<![\w.,'])'?([0-9]0)s\b")
 _SHORT_YEAR_RE = re.compile(r"(?<![\w.,'])'([0-9]{2})(?![\w']|[.,][0-9])")
 _RANGE_RE = re.compile(r"(?<![\w.,-])([0-9]+(?:\.[0-9]+)?)-([0-9]+(?:\.[0-9]+)?)(?![\w-]|[.,][0-9])")
 _FRACTION_RE = re.compile(r"(?<![\w/.])(?:([0-9]+)\s)?([0-9]+)/([0-9]+)(?![\w/]|\.[0-9])")
 _DOTTED_RE = re.compile(r"(?<![\w.])([0-9]+(?:\.[0-9]+){2,})(?!\w|\.[0-9])")
-_NUMBER_RE = re.compile(r"(?<![\w.])(-|\+)?(" + _NUM + r")")
+_NUMBER_RE = re.compile(r"(?<![\w.])(-|\+)?(" + NUMBER_PATTERN + r")")
 
 
-def _plural(words: str) -> str:
-    """``nineteen ninety`` → ``nineteen nineties``."""
-    if words.endswith("y"):
-        return words[:-1] + "ies"
-    return words + ("es" if words.endswith("x") else "s")
+def _year(m: re.Match) -> str:
+    """``1999`` → nineteen ninety-nine, ``1990s`` → nineteen nineties; other four digits unchanged."""
+    if not is_year(m.group(1)):
+        return m.group()
+    return plural(year(m.group(1))) if m.group(2) else year(m.group(1))
 
 
 def _fraction(num: str, den: str) -> str:
@@ -422,8 +339,8 @@ def read_numbers(text: str) -> str:
                 + _fraction(m.group(2), m.group(3)), text)
     text = _sub(_DOTTED_RE, lambda m: " point ".join(cardinal(p) for p in m.group(1).split(".")), text)
     text = _sub(_ORDINAL_RE, lambda m: ordinal(m.group(1)), text)
-    text = _sub(_YEAR_RE, lambda m: _plural(year(m.group(1))) if m.group(2) else year(m.group(1)), text)
-    text = _sub(_DECADE_RE, lambda m: _plural(cardinal(m.group(1))), text)
+    text = _sub(_YEAR_RE, _year, text)
+    text = _sub(_DECADE_RE, lambda m: plural(cardinal(m.group(1))), text)
     text = _sub(_SHORT_YEAR_RE, lambda m: _two_digit_year(m.group(1)), text)
 
     def number(m: re.Match) -> str:
@@ -442,10 +359,8 @@ def read_numbers(text: str) -> str:
 # ---------------------------------------------------------------------------- 7. symbols
 
 _SYMBOLS = {
-    "&": " and ", "%": " percent ", "+": " plus ", "@": " at ", "=": " equals ", "#": " number ",
-    "°": " degrees ", "×": " times ", "<": " less than ", ">": " greater than ", "/": " slash ",
-    "$": " dollars ", "£": " pounds ", "€": " euros ", "¥": " yen ", "₹": " rupees ",
-    "§": " section ", "©": " copyright ", "®": " registered ", "™": " trademark ",
+    **{sym: f" {words} " for sym, words in SYMBOL_WORDS.items()},
+    **{sym: f" {c.units} " for sym, c in CURRENCIES.items()},
     "[": "(", "]": ")", "{": "(", "}": ")",
     "*": " ", "_": " ", "|": " ", "\\": " ", "^": " ", "~": " ", "¡": " ", "¿": " ", "·": " ",
 }

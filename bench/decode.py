@@ -84,12 +84,12 @@ def ode_deviation(model: LatentLM, steps: int, cfg: float, n: int = 64) -> float
     g = torch.Generator().manual_seed(1)
     d = model.cfg.token_dim
     phones = [[(7 * i) % (model.cfg.vocab_size - 1) + 1 for i in range(30)]]
-    pk = model._pack(torch.zeros(1, 1, d), torch.zeros(1, dtype=torch.long), torch.tensor(phones),
+    pk = model.pack(torch.zeros(1, 1, d), torch.zeros(1, dtype=torch.long), torch.tensor(phones),
                      torch.tensor([30]), torch.randn(1, n, d, generator=g), torch.tensor([n]), left_pad=False)
     h = model.transformer(pk.x, pk.positions, pk.valid)[0, -n:]
     unc = None
     if cfg != 1.0:
-        pu = model._pack(torch.zeros(1, 1, d), torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long),
+        pu = model.pack(torch.zeros(1, 1, d), torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long),
                          torch.zeros(1, dtype=torch.long), torch.randn(1, n, d, generator=g), torch.tensor([n]), left_pad=False)
         unc = model.transformer(pu.x, pu.positions, pu.valid)[0, -n:]
     fn = guided(model.head, h, unc, cfg)
@@ -160,10 +160,10 @@ def _peak_mb() -> float:
 def _load_system(system: str, opts: dict) -> dict:
     """Load one system (model, codec, phone vocabulary) as ``opts`` names it."""
     torch.set_num_threads(opts["threads"])
-    import latentspeech.models.diffusion as diffusion
+    from latentspeech.models.diffusion import trace  # the module whose TRACE_SAMPLER the head reads
     from latentspeech.text import PhoneVocab
 
-    diffusion.TRACE_SAMPLER = not opts.get("eager_sampler", False)
+    trace.TRACE_SAMPLER = not opts.get("eager_sampler", False)
 
     conf = REPO / "egs/demo/tts1/conf"
     vocab = PhoneVocab()
@@ -400,7 +400,7 @@ def main(argv=None) -> int:
                     help="--valle: LatentLM candidates per sentence, the recognizer keeping the clearest "
                          "(default: the model dir's recognizer/ setting; 1 = one draw)")
     ap.add_argument("--eager-sampler", action="store_true",
-                    help="--valle: the LatentLM head's sampler loop eagerly (diffusion.TRACE_SAMPLER = False)")
+                    help="--valle: the LatentLM head's sampler loop eagerly (diffusion.trace.TRACE_SAMPLER = False)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.valle is not None:

@@ -7,10 +7,15 @@ import math
 import pytest
 import torch
 
+from latentspeech.data.batch import LMBatch
 from latentspeech.data.collate import collate_lm
 from latentspeech.errors import ConfigError
+from latentspeech.models.alignment import default_frames_per_phone, guided_attention_loss
 from latentspeech.models.diffusion import guided
-from latentspeech.models.latentlm import LatentLM, LatentLMConfig, LMBatch, default_frames_per_phone
+from latentspeech.models.latentlm import AttentionMode, LatentLM, LatentLMConfig, PointerMode, patchify, unpatchify
+from latentspeech.models.latentlm import generation
+from latentspeech.models.latentlm.layout import Prefixes
+from latentspeech.models.latentlm.pointer import pointer_tables
 from latentspeech.models.transformer import TransformerConfig
 from latentspeech.train.distill import DistillConfig, distill_guidance
 
@@ -72,16 +77,16 @@ def overfit():
 def test_layout_positions_restart_per_segment():
     model = LatentLM(tiny_config())
     b = collate_lm(four_utterances()[:2])
-    pk = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    pk = model.pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
     # row 0: 4 prompt frames, 3 phones, BOS, 6 target frames
     assert pk.positions[0, :14].tolist() == [0, 1, 2, 3, 0, 1, 2, 0, 1, 2, 3, 4, 5, 6]
     assert pk.valid[0].sum() == 14 and pk.valid[1].sum() == 4 + 4 + 1 + 8
     g = LatentLM(tiny_config(position_mode="global"))
-    pk = g._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    pk = g.pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
     assert pk.positions[0, :14].tolist() == list(range(14))
     # phone positions spread to the frame rate: phone k at round(1.8 k)
     sc = LatentLM(tiny_config(phone_position_scale=1.8))
-    pk = sc._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    pk = sc.pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
     assert pk.positions[0, :14].tolist() == [0, 1, 2, 3, 0, 2, 4, 0, 1, 2, 3, 4, 5, 6]
     assert pk.positions[1, 4:8].tolist() == [0, 2, 4, 5]
     with pytest.raises(ConfigError, match="phone_position_scale"):
@@ -98,12 +103,12 @@ def test_incremental_decoding_matches_training_forward(scale):
     b = collate_lm(ex)
     n = 5  # compare the first 5 speech positions (BOS + 4 frames)
     with torch.no_grad():
-        pk = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+        pk = model.pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
         h_full = model.transformer(pk.x, pk.positions, pk.valid)
         rel = pk.slot - pk.speech_start[:, None]
         ref = torch.stack([h_full[i][(rel[i] >= 0) & (rel[i] < n)] for i in range(3)])
         zero = torch.zeros_like(b.target_lens)
-        pre = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target[:, :0], zero, left_pad=True)
+        pre = model.pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target[:, :0], zero, left_pad=True)
         cache = model.transformer.new_cache(3, pre.x.shape[1] + n)
         hs = [model.transformer(pre.x, pre.positions, pre.valid, cache=cache)[:, -1]]
         for j in range(n - 1):
@@ -184,7 +189,7 @@ def test_attention_maps_and_alignment_stats(overfit):
     model, examples, batch, _ = overfit
     b = LMBatch(**{k: getattr(batch, k) for k in ("prompt", "prompt_lens", "phones", "phone_lens", "target",
                                                   "target_lens")})
-    pk = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    pk = model.pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
     maps = model.transformer.attention_maps(pk.x, pk.positions, pk.valid)
     assert len(maps) == model.cfg.transformer.n_layers
     att = maps[0]
@@ -209,8 +214,6 @@ def test_minimum_length_overrides_an_eager_stop_head():
 
 
 def test_guided_attention_loss_prefers_the_diagonal():
-    from latentspeech.models.latentlm import guided_attention_loss
-
     # one row: 2 prompt slots, 4 phones, BOS + 7 frames (8 speech queries, F = 8)
     P, L, F_ = 2, 4, 8
     T = P + L + F_
@@ -239,7 +242,7 @@ def test_guided_attention_training_term_and_explicit_attention_path():
     torch.manual_seed(0)
     model = LatentLM(tiny_config(guided_attention_weight=1.0, guided_attention_layer=1, cfg_drop_prob=0.0))
     b = collate_lm(four_utterances())
-    pk = model._pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
+    pk = model.pack(b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens, left_pad=False)
     with torch.no_grad():  # the explicit softmax layer computes what SDPA computes
         h_ref = model.transformer(pk.x, pk.positions, pk.valid)
         h, att = model.transformer(pk.x, pk.positions, pk.valid, attention_layer=1)
@@ -267,18 +270,16 @@ def test_corrupted_teacher_forcing_only_in_training():
     b = collate_lm(four_utterances())
     args = (b.prompt, b.prompt_lens, b.phones, b.phone_lens, b.target, b.target_lens)
     model.train()
-    a, c = model._pack(*args, left_pad=False), model._pack(*args, left_pad=False)
+    a, c = model.pack(*args, left_pad=False), model.pack(*args, left_pad=False)
     prefix = int(b.prompt_lens[0] + b.phone_lens[0]) + 1  # prompt, phones and BOS are never corrupted
     assert torch.equal(a.x[0, :prefix], c.x[0, :prefix]) and not torch.equal(a.x, c.x)
     model.eval()
-    assert torch.equal(model._pack(*args, left_pad=False).x, model._pack(*args, left_pad=False).x)
+    assert torch.equal(model.pack(*args, left_pad=False).x, model.pack(*args, left_pad=False).x)
     with pytest.raises(ConfigError, match="input_dropout"):
         tiny_config(input_dropout=1.0).validate()
 
 
 def test_patchify_groups_frames_and_round_trips():
-    from latentspeech.models.latentlm import patchify, unpatchify
-
     z = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
     tok, lens = patchify(z, torch.tensor([5, 2]), 2)
     assert tok.shape == (2, 3, 6) and lens.tolist() == [3, 1]
@@ -370,7 +371,7 @@ def test_pointer_mode_learns_durations_and_ends_after_the_last_phone(patch_size)
 def test_pointer_tables_skip_silent_tokens():
     model = LatentLM(tiny_config(alignment="pointer", silent_token_ids=[2, 4]))
     phones = torch.tensor([[2, 5, 4, 6, 2], [2, 4, 0, 0, 0]])
-    c_pad, nxt, first = model._pointer_tables(phones, torch.tensor([5, 2]))
+    c_pad, nxt, first = pointer_tables(model, phones, torch.tensor([5, 2]))
     assert first.tolist() == [1, 0]  # row 1 has only silent tokens: then every token sounds
     assert nxt[0].tolist() == [1, 3, 3, 5, 5, 5] and nxt[1, :2].tolist() == [1, 5]
     assert c_pad.shape == (2, 6, 48) and c_pad[:, -1].abs().sum() == 0
@@ -468,3 +469,71 @@ def test_max_hold_frames_forces_the_pointer_on_except_at_pauses(patch_size):
     assert frames(max_hold_frames=2) == 5 * 2
     with pytest.raises(ConfigError, match="max_hold_frames"):
         LatentLM(tiny_config(alignment="pointer", max_hold_frames=-1))
+
+
+# -- the alignment modes of generation (latentspeech/models/latentlm/modes.py) -------------------
+def prefixes(phones, patch_size=1, guided=True) -> Prefixes:
+    return Prefixes.build(phones, None, pad_id=0, latent_dim=D, patch_size=patch_size, guided=guided,
+                          device=torch.device("cpu"), dtype=torch.float32)
+
+
+def test_generate_runs_the_strategy_of_the_configured_mode(monkeypatch):
+    calls = []
+    for cls in (AttentionMode, PointerMode):
+        class Spy(cls):
+            def ends_before(self, j, h, active, _name=cls.__name__):
+                calls.append(_name)
+                return super().ends_before(j, h, active)
+        monkeypatch.setattr(generation, cls.__name__, Spy)
+    for alignment, name in (("attention", "AttentionMode"), ("pointer", "PointerMode")):
+        torch.manual_seed(0)
+        model = LatentLM(tiny_config(alignment=alignment)).eval()
+        calls.clear()
+        gen = model.generate([[1, 3, 4]], None, steps=1, max_frames=3, use_stop=False,
+                             generator=torch.Generator().manual_seed(0))
+        assert calls == [name] * 3 and [len(z) for z in gen.latents] == [3]
+
+
+def test_attention_mode_stops_rows_with_the_stop_head_after_their_minimum_length():
+    torch.manual_seed(0)
+    model = LatentLM(tiny_config(min_frames_per_phone=2.0)).eval()
+    torch.nn.init.constant_(model.stop_head.bias, 10.0)  # "stop now" everywhere
+    pre = prefixes([[1, 2, 3], [4]])
+    assert (pre.rows, pre.n) == (4, 2) and pre.phone_lens.tolist() == [3, 1, 0, 0]  # + the CFG rows
+    mode = AttentionMode(model, pre, use_stop=True)
+    assert mode.start() is None
+    h, active = torch.randn(2, 48), torch.ones(2, dtype=torch.bool)
+    with torch.no_grad():
+        assert not mode.ends_before(0, h, active).any()  # never before the first token
+        assert mode.ends_before(2, h, active).tolist() == [False, True]  # minimum lengths 6 and 2
+        assert mode.ends_before(6, h, active).tolist() == [True, True]
+        assert mode.stopped.tolist() == [True, True] and not mode.ends_inside().any()
+        assert torch.equal(mode.condition(h), h) and mode.frames_kept.tolist() == [1, 1]
+        x = mode.feed_back(torch.randn(2, D))
+        assert x.shape == (4, 48) and torch.equal(x[:2], x[2:])  # the CFG rows are fed the same tokens
+        assert not AttentionMode(model, pre, use_stop=False).ends_before(6, h, active).any()
+
+
+def test_pointer_mode_walks_the_sounding_phones_frame_by_frame():
+    torch.manual_seed(0)
+    model = LatentLM(tiny_config(alignment="pointer", silent_token_ids=[0, 2], patch_size=2)).eval()
+    torch.nn.init.constant_(model.advance_head.bias, 30.0)  # advances on every frame
+    mode = PointerMode(model, prefixes([[1, 2, 3, 4], [1, 3]], patch_size=2), use_stop=True)
+    h, active = torch.randn(2, 48), torch.ones(2, dtype=torch.bool)
+    with torch.no_grad():
+        assert mode.start().shape == (4, 1, 48)
+        # token 0: its first frame says the first phone, its second the next sounding one (2 is silent)
+        assert not mode.ends_before(0, h, active).any() and mode.ptr.tolist() == [2, 1]
+        vec = mode.table.vectors
+        assert torch.equal(mode.phones_now, torch.stack([torch.cat([vec[0, 0], vec[0, 2]]),
+                                                         torch.cat([vec[1, 0], vec[1, 1]])]))
+        assert torch.allclose(mode.condition(h), h + model.aligned_cond(mode.phones_now))
+        assert mode.frames_kept.tolist() == [2, 2] and not mode.ends_inside().any()
+        # token 1: row 0 says its last phone and passes it on the second frame (it keeps one frame);
+        # row 1 passes its last phone on the first frame: nothing left to sample
+        assert mode.ends_before(1, h, active).tolist() == [False, True]
+        assert mode.ptr.tolist() == [3, 1] and mode.frames_kept.tolist() == [1, 0]
+        assert mode.ends_inside().tolist() == [True, True] and mode.stopped.tolist() == [True, True]
+        x = mode.feed_back(torch.randn(2, 2 * D))
+        assert x.shape == (4, 48)
+        assert torch.allclose(x[:2] - x[2:], model.aligned_in(mode.phones_now), atol=1e-6)  # CFG rows: no phones

@@ -16,7 +16,9 @@ from ..errors import ConfigError
 __all__ = ["scaled_phone_positions", "guided_attention_loss", "validate_alignment_aids", "default_frames_per_phone",
            "GUARD_FRAMES_PER_PHONE_12_5HZ"]
 
-#: Length guard of paper.md's feasibility run: 1.5 frames per phone symbol at 12.5 Hz never cut a sentence.
+#: The length guard at 12.5 Hz: 1.5 frames (120 ms) per phone token, generous for read speech (the demo
+#: config spreads phone positions by 0.9 frames per token at that rate), so the guard cuts runaway
+#: generations rather than slow speech.
 GUARD_FRAMES_PER_PHONE_12_5HZ = 1.5
 
 

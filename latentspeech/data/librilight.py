@@ -171,7 +171,7 @@ def prepare_libriheavy(
         raise DataDirError(f"LibriLight folder not found: {librilight_dir}")
     stats = PrepStats()
     d = DataDir(path=None)
-    d._utt2dur = {}
+    durations: dict[str, float] = {}
     audio_ok: dict[str, Path | None] = {}
     for manifest in manifests:
         for cut in read_cuts(manifest):
@@ -206,7 +206,7 @@ def prepare_libriheavy(
             d.segments[utt] = Segment(reco, round(start, 3), round(start + dur, 3))
             d.text[utt] = text
             d.utt2spk[utt] = spk
-            d._utt2dur[utt] = round(dur, 3)
+            durations[utt] = round(dur, 3)
             stats.kept += 1
             stats.hours += dur / 3600
             stats.speakers.add(spk)
@@ -218,6 +218,7 @@ def prepare_libriheavy(
         raise DataDirError(f"no Libriheavy segment of {min_dur:g}-{max_dur:g} s with audio under {librilight_dir}: "
                            + stats.summary())
     d.spk2utt = spk2utt_from_utt2spk(d.utt2spk)
+    d.utt2dur = durations
     d.save(out_dir)
     return stats
 
@@ -245,7 +246,7 @@ def prepare_librispeech(split_dir: str | Path, out_dir: str | Path) -> PrepStats
     if not split_dir.is_dir():
         raise DataDirError(f"LibriSpeech folder not found: {split_dir}")
     d = DataDir(path=None)
-    d._utt2dur = {}
+    durations: dict[str, float] = {}
     stats = PrepStats()
     for trans in sorted(split_dir.glob("*/*/*.trans.txt")):
         for line in trans.read_text(encoding="utf-8").splitlines():
@@ -261,9 +262,9 @@ def prepare_librispeech(split_dir: str | Path, out_dir: str | Path) -> PrepStats
             d.text[utt] = " ".join(text.split())
             d.utt2spk[utt] = spk
             info = sf.info(str(flac))
-            d._utt2dur[utt] = round(info.frames / info.samplerate, 4)
+            durations[utt] = round(info.frames / info.samplerate, 4)
             stats.kept += 1
-            stats.hours += d._utt2dur[utt] / 3600
+            stats.hours += durations[utt] / 3600
             stats.speakers.add(spk)
     if not d.utt2spk:
         raise DataDirError(f"no LibriSpeech transcripts (*/*/*.trans.txt) under {split_dir}")
@@ -272,6 +273,7 @@ def prepare_librispeech(split_dir: str | Path, out_dir: str | Path) -> PrepStats
     if len(d.spk2gender) < len(stats.speakers):
         d.spk2gender = {}  # partial genders would fail validation: leave the file out
     d.spk2utt = spk2utt_from_utt2spk(d.utt2spk)
+    d.utt2dur = durations
     d.save(out_dir)
     return stats
 

@@ -354,7 +354,7 @@ def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, 
         residual = torch.cat(feats)
         energy = residual.square().mean()
         for cb in codec.bottleneck.codebooks:
-            cb._init(residual)
+            cb.kmeans_init(residual)
             residual = residual - cb.embed[cb.quantize(residual)]
         info["codebook_vectors"] = int(residual.shape[0])
         info["residual_energy_ratio"] = round(float(residual.square().mean() / energy), 5)

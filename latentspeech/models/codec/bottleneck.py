@@ -164,7 +164,8 @@ class EMACodebook(nn.Module):
         return dist2.argmin(dim=1)
 
     @torch.no_grad()
-    def _init(self, x: torch.Tensor) -> None:
+    def kmeans_init(self, x: torch.Tensor) -> None:
+        """Set the codes to k-means centroids of ``x [N, D]`` (rank 0's, broadcast under DDP)."""
         centroids = kmeans(x, self.size, self.kmeans_iters)
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(centroids, 0)
@@ -196,7 +197,7 @@ class EMACodebook(nn.Module):
         """``x [N, D]`` → (quantised rows [N, D], codes [N]); updates the codebook in training."""
         x = x.float()
         if self.training and not bool(self.initialized):
-            self._init(x)
+            self.kmeans_init(x)
         codes = self.quantize(x)
         if self.training:
             self._update(x, codes)

@@ -12,16 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import random
 
 import torch
 
 from ..data.durations import write_durations
-from ..data.lm_dataset import examples
-from ..errors import DataDirError
 from ..models.aligner import AlignerConfig, PhoneAligner, align_batch
 from ..text.vocab import silent_token_ids
-from .common import fit_steps
+from .common import fit_steps, utterance_sampler
 
 __all__ = ["train_aligner", "align_source"]
 
@@ -31,21 +28,16 @@ def train_aligner(sources, vocab, steps: int = 3000, batch_size: int = 16, lr: f
                   config: AlignerConfig | None = None) -> PhoneAligner:
     """Fit a :class:`PhoneAligner` by MAS on :class:`~latentspeech.data.lm_dataset.LMSource` s
     (normalised latents + phone ids); Adam with a cosine decay, ``steps`` batches of ``batch_size``."""
-    items = examples(sources)
-    if not items:
-        raise DataDirError("train_aligner: no utterance has both phones and latents")
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    first = sources[items[0][0]].load(items[0][1])
+    draw, latent_dim = utterance_sampler(sources, "train_aligner", seed)
     cfg = dataclasses.replace(config or AlignerConfig(), vocab_size=vocab.size, pad_id=vocab.pad_id,
-                              latent_dim=first.shape[-1])
+                              latent_dim=latent_dim)
     aligner = PhoneAligner(cfg)
     opt = torch.optim.Adam(aligner.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     silent = set(silent_token_ids(vocab))
 
     def batch_loss(step: int) -> torch.Tensor:
-        batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
+        batch = draw(batch_size)
         return align_batch(aligner, [sources[si].phones[u] for si, u in batch],
                            [sources[si].load(u) for si, u in batch], silent)[0]
 

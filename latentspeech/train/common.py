@@ -12,6 +12,7 @@ process (:mod:`.aligner`, :mod:`.recognizer`) and guidance distillation use :fun
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,9 +20,11 @@ import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
+from ..data.lm_dataset import examples
+from ..errors import ConfigError, DataDirError
 
-__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "lr_lambda", "configure_adamw", "EpochSetter", "Exporter", "fit_steps"]
+__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "lr_lambda", "configure_adamw", "EpochSetter", "Exporter", "fit_steps",
+           "utterance_sampler"]
 
 
 @dataclass
@@ -140,3 +143,20 @@ def fit_steps(model: nn.Module, batch_loss: Callable[[int], torch.Tensor], opt: 
         if log and not progress and (step + 1) % log_every == 0:
             log(f"{name} step {step + 1}/{steps} loss {running:.4f}")
     return model.eval()
+
+
+def utterance_sampler(sources, name: str, seed: int) -> tuple[Callable[[int], list[tuple[int, str]]], int]:
+    """Seed torch and a batch sampler over the sources' utterances that have phones and latents, for the
+    models :func:`fit_steps` trains. Returns ``(draw, latent_dim)``: ``draw(n)`` is n (source index,
+    utterance id) pairs drawn with replacement; a one-line :class:`DataDirError` when there is none."""
+    items = examples(sources)
+    if not items:
+        raise DataDirError(f"{name}: no utterance has both phones and latents")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    latent_dim = sources[items[0][0]].load(items[0][1]).shape[-1]
+
+    def draw(n: int) -> list[tuple[int, str]]:
+        return [items[rng.randrange(len(items))] for _ in range(n)]
+
+    return draw, latent_dim

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 from typing import Sequence
 
 import torch
 
 from ..data.collate import pad_latents
 from ..data.lm_dataset import examples
-from ..errors import DataDirError
 from ..models.recognizer import PhoneRecognizer, RecognizerConfig, ctc_loss, phone_targets
 from ..text.vocab import silent_token_ids
-from .common import fit_steps
+from .common import fit_steps, utterance_sampler
 
 __all__ = ["train_recognizer", "phone_error_rate"]
 
@@ -65,14 +63,9 @@ def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr
                      config: RecognizerConfig | None = None) -> PhoneRecognizer:
     """Fit a :class:`PhoneRecognizer` with CTC on :class:`~latentspeech.data.lm_dataset.LMSource` s
     (normalised latents + phone ids); AdamW with warm-up and a cosine decay, ``steps`` batches."""
-    items = examples(sources)
-    if not items:
-        raise DataDirError("train_recognizer: no utterance has both phones and latents")
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    first = sources[items[0][0]].load(items[0][1])
+    draw, latent_dim = utterance_sampler(sources, "train_recognizer", seed)
     cfg = dataclasses.replace(config or RecognizerConfig(), vocab_size=vocab.size, pad_id=vocab.pad_id,
-                              latent_dim=first.shape[-1], silent_ids=silent_token_ids(vocab))
+                              latent_dim=latent_dim, silent_ids=silent_token_ids(vocab))
     rec = PhoneRecognizer(cfg)
     opt = torch.optim.AdamW(rec.parameters(), lr=lr, weight_decay=0.01)
     warm = max(1, min(200, steps // 10))
@@ -81,7 +74,7 @@ def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr
     silent = set(cfg.silent_ids)
 
     def batch_loss(step: int) -> torch.Tensor:
-        batch = [items[rng.randrange(len(items))] for _ in range(batch_size)]
+        batch = draw(batch_size)
         z, lens = pad_latents([sources[si].load(u) for si, u in batch])
         if cfg.input_noise > 0:
             z = z + torch.randn_like(z) * torch.rand(z.shape[0], 1, 1) * cfg.input_noise

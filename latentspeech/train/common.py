@@ -1,5 +1,6 @@
 """What every training entry point shares: the LM data, optimiser and trainer configs, the learning-rate
-schedule, AdamW with its parameter groups, the epoch callback and a plain step loop.
+schedule, AdamW with its parameter groups, and a plain step loop with its seeded batch draws (no
+Lightning: the Lightning callbacks are in :mod:`.callbacks`).
 
 The Lightning-trained LMs (:mod:`.latentlm`, :mod:`.valle`) take :class:`DataConfig`,
 :class:`OptimConfig` and :class:`TrainerConfig` from here; the small auxiliary models fitted in one
@@ -16,15 +17,13 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 
-from ..data.lm_dataset import examples
+from ..data.lm_dataset import SINGLE_UTT_PROMPTS, examples
 from ..errors import ConfigError, DataDirError
 
-__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "lr_lambda", "configure_adamw", "EpochSetter", "Exporter", "fit_steps",
-           "utterance_sampler"]
+__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "lr_lambda", "configure_adamw", "fit_steps", "utterance_sampler"]
 
 
 @dataclass
@@ -40,8 +39,6 @@ class DataConfig:
     guard_margin: float = 1.25
 
     def validate(self) -> None:
-        from ..data.lm_dataset import SINGLE_UTT_PROMPTS
-
         if self.single_utt_prompt not in SINGLE_UTT_PROMPTS:
             raise ConfigError(f"data.single_utt_prompt must be one of {', '.join(SINGLE_UTT_PROMPTS)}, "
                               f"got {self.single_utt_prompt!r}")
@@ -92,32 +89,6 @@ def configure_adamw(model: torch.nn.Module, oc: OptimConfig) -> dict:
         opt, lambda s: lr_lambda(s, oc.warmup_steps, oc.max_steps, oc.min_lr_ratio))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-
-class EpochSetter(pl.Callback):
-    """Gives the dataset the epoch, so prompt choices differ per epoch but stay reproducible."""
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        ds = trainer.datamodule.train_set
-        ds.set_epoch(trainer.current_epoch)
-
-
-class Exporter(pl.Callback):
-    """Writes the model dir every ``every`` steps and at the end of training, on rank 0 only:
-    ``export(model, meta)`` with ``train_steps`` added to ``meta``."""
-
-    def __init__(self, export: Callable[[nn.Module, dict], object], every: int, meta: dict):
-        self.export, self.every, self.meta = export, every, meta
-
-    def _export(self, trainer, pl_module):
-        if trainer.global_rank == 0:
-            self.export(pl_module.model, meta={**self.meta, "train_steps": trainer.global_step})
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0 and trainer.global_step > 0:
-            self._export(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self._export(trainer, pl_module)
 
 
 def fit_steps(model: nn.Module, batch_loss: Callable[[int], torch.Tensor], opt: torch.optim.Optimizer, sched,

@@ -42,7 +42,8 @@ from ..checkpoint import cast_floating, load_model_dir, load_state_dict_strict, 
 from ..config import to_dict
 from ..errors import CheckpointError
 from ..models.latentlm import KIND, LatentLM, LatentLMConfig, save_latentlm
-from .common import DataConfig, EpochSetter, Exporter, OptimConfig, TrainerConfig, configure_adamw
+from .callbacks import EpochSetter, Exporter
+from .common import DataConfig, OptimConfig, TrainerConfig, configure_adamw
 from .distill import DistillConfig, distill_guidance
 
 __all__ = ["LatentLMTrainConfig", "InferenceConfig", "LatentLMModule", "LatentLMDataModule", "train_latentlm",
@@ -139,10 +140,6 @@ class LatentLMDataModule(pl.LightningDataModule):
         return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
 
 
-
-
-def _export(model: LatentLM, meta: dict, out: Path, codec_dir: Path | None) -> Path:
-    return save_latentlm(model, out, codec_dir, meta)
 
 
 def init_latentlm_from(model: LatentLM, name_or_dir: str, grow_layers: bool = False) -> Path:
@@ -250,7 +247,8 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
         log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
         check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
         logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
-        callbacks=[ckpt, EpochSetter(), Exporter(functools.partial(_export, out=out_dir / "model", codec_dir=codec_dir), tc.ckpt_every_steps, meta)],
+        callbacks=[ckpt, EpochSetter(), Exporter(functools.partial(save_latentlm, out=out_dir / "model", codec_dir=codec_dir),
+                                               tc.ckpt_every_steps, meta)],
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
     )
     last = out_dir / "checkpoints" / "last.ckpt"

@@ -40,7 +40,8 @@ from ..data.batch import VALLEBatch
 from ..data.collate import collate_valle
 from ..errors import ConfigError, DataDirError
 from ..models.valle import VALLE, VALLEConfig, save_valle
-from .common import DataConfig, EpochSetter, Exporter, OptimConfig, TrainerConfig, configure_adamw
+from .callbacks import EpochSetter, Exporter
+from .common import DataConfig, OptimConfig, TrainerConfig, configure_adamw
 
 __all__ = ["VALLETrainConfig", "VALLEModule", "VALLEDataModule", "code_source", "train_valle",
            "export_valle"]

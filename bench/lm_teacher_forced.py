@@ -54,7 +54,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     model, md = load_latentlm(args.model)
-    if not model.pointer:
+    if model.pointer is None:
         sys.exit("lm_teacher_forced.py: the model is not in pointer mode (no per-phone durations to force)")
     codec = load_codec(md.path / "codec")
     cfg = model.cfg

@@ -13,9 +13,9 @@
 #   stage 3  train the σ-VAE codec (or --pretrained-codec NAME|DIR)       -> $expdir/codec/model
 #            (+ --codec-finetune-config: a decoder-only fine-tune)         -> $expdir/codec_ft/model
 #   stage 4  extract latents of every set                                 -> $dumpdir/latents/<set>
-#   stage 5  train LatentLM (pointer configs: phone durations first)      -> $expdir/latentlm/model
+#   stage 5  train LatentLM (pointer configs: phone durations first)      -> $expdir/<system>/model
 #            + the phone recognizer that picks among its candidates       -> $expdir/latentlm/model/recognizer
-#   stage 6  VALL-E baseline: RVQ codec (+ --codec-rvq-finetune-config), codes, AR+NAR model -> $expdir/{codec_rvq,valle}/model
+#   stage 6  VALL-E baseline: RVQ codec (+ --codec-rvq-finetune-config), codes, AR+NAR model -> $expdir/{codec_rvq,<system>}/model
 #   stage 7  decode the evaluation protocols with both systems            -> $expdir/decode/<unit>/<system>/wav
 #            (ref-utt prompts on each test set; --cross-sets P:T: voices of P reading sentences of T)
 #   stage 8  evaluate (WER, SIM) incl. ground truth, side-by-side table   -> $expdir/decode/<unit>/summary.tsv, report/
@@ -72,6 +72,11 @@ recognizer=true         # stage 5: train a CTC phone recognizer on the LM's sets
 recognizer_args=""      # extra arguments of `latentspeech recognizer` (e.g. "--steps 500 --candidates 3")
 valle_train_args=""     # extra arguments of `latentspeech train valle`
 run_baseline=true       # stage 6 and the baseline's decoding/evaluation
+systems=""              # the systems stages 5-9 train, decode and score (default "latentlm valle"; "latentlm" with
+                        # --run-baseline false): latentlm and valle (configs --latentlm-config/--valle-config),
+                        # latentlm_attention and valle_attention ($conf_dir/<system>.yaml; each family's other
+                        # alignment), or any latentlm_*/valle_* with a config $conf_dir/<system>.yaml.
+                        # "latentlm latentlm_attention valle valle_attention" is the 2 x 2 of RESULTS.md
 cross_sets=""           # extra evaluations "PROMPTSET:TEXTSET ...": voices of one set read sentences of another
 cross_num_utts=100      # rows per cross evaluation
 eval_mode=ref-utt       # evaluation prompts: ref-utt (another utterance of the speaker) or prefix (its first 3 s)
@@ -100,6 +105,8 @@ help_message="Usage: recipes/tts.sh [options]   (run from egs/<corpus>/tts1 by i
   --cross-sets 'P:T ...'       also evaluate the voices of set P reading sentences of set T
   --min-dur/--max-dur S        stage 1 duration filter for train/valid sets
   --pretrained-codec NAME|DIR  skip codec training; --run-baseline false skips VALL-E
+  --systems 'S ...'            the systems of stages 5-9 (default 'latentlm valle'); e.g. the 2 x 2 of
+                               alignment x latents: 'latentlm latentlm_attention valle valle_attention'
   --synth-draws N              stage 7 synthesizes each utterance N times (seeds seed..seed+N-1), stage 8 pools them
   see the comments at the top of recipes/tts.sh for every option and output"
 
@@ -184,10 +191,29 @@ codec_model=$codec_base
 [ -z "$pretrained_codec" ] && [ -n "$codec_finetune_config" ] && codec_model=$expdir/codec_ft/model
 codec_rvq_model=$codec_rvq_base
 [ -z "$pretrained_codec_rvq" ] && [ -n "$codec_rvq_finetune_config" ] && codec_rvq_model=$expdir/codec_rvq_ft/model
-latentlm_model=$expdir/latentlm/model
-valle_model=$expdir/valle/model
-systems="latentlm"
-[ "$run_baseline" = true ] && systems="latentlm valle"
+# the systems: a family (latentlm* or valle*), a config and a model dir $expdir/<system>/model each
+if [ -z "$systems" ]; then
+  systems="latentlm"; [ "$run_baseline" = true ] && systems="latentlm valle"
+fi
+system_config() {
+  case $1 in
+    latentlm) echo "$latentlm_config" ;;
+    valle) echo "$valle_config" ;;
+    *) echo "$conf_dir/$1.yaml" ;;
+  esac
+}
+for _s in $systems; do
+  [[ "$_s" =~ ^(latentlm|valle)(_[A-Za-z0-9_]+)?$ ]] \
+    || die "--systems: '$_s' is not a LatentLM or VALL-E system (latentlm, valle, latentlm_NAME, valle_NAME)"
+  [ -f "$(system_config "$_s")" ] || die "--systems: no config $(system_config "$_s") for system $_s"
+done
+lm_systems=$(for _s in $systems; do case $_s in latentlm*) printf '%s ' "$_s" ;; esac; done)
+valle_systems=$(for _s in $systems; do case $_s in valle*) printf '%s ' "$_s" ;; esac; done)
+[ "$run_baseline" = true ] || valle_systems=""
+systems=$(echo $lm_systems $valle_systems)
+is_pointer() { grep -Eq '^[[:space:]]*alignment:[[:space:]]*pointer' "$(system_config "$1")"; }
+need_durations=false
+for _s in $systems; do is_pointer "$_s" && need_durations=true; done
 
 log "$cmdline"
 log "stages $stage..$stop_stage; sets: $(echo $all_sets); configs: $conf_dir"
@@ -340,10 +366,10 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 if stage_on 5; then
-  log "stage 5: LatentLM"
-  need_cli 5 train latentlm
-  if grep -Eq '^[[:space:]]*alignment:[[:space:]]*pointer' "$latentlm_config"; then
-    # pointer mode trains on per-phone durations: fit the MAS aligner, write dump/latents/<set>/durations
+  log "stage 5: LatentLM ($(echo ${lm_systems:-none}))"
+  if [ "$need_durations" = true ]; then
+    # pointer mode (LatentLM's or VALL-E's) trains on per-phone durations: fit the MAS aligner, write
+    # dump/latents/<set>/durations (stage 6 copies them next to the codes, which share the latents' frames)
     need_cli 5 align
     # shellcheck disable=SC2046,SC2086
     align_key=$(fingerprint $(markers extract_latents $lm_sets) $(markers phonemize $lm_train_sets) "$aligner_args")
@@ -359,14 +385,20 @@ if stage_on 5; then
       mark_done "$expdir/aligner/.done" "$align_key"
     fi
   fi
-  # shellcheck disable=SC2086
-  # shellcheck disable=SC2046
-  train_model 5 latentlm "$latentlm_config" "$expdir/latentlm" \
-    $(markers extract_latents $lm_sets) $(markers phonemize $lm_train_sets) -- \
-    latentspeech train latentlm --config "$latentlm_config" $(lm_train_args --latents latents) \
-    --valid-data "$dumpdir/raw/$valid_set" --valid-latents "$dumpdir/latents/$valid_set" \
-    --codec "$codec_model" --out "$expdir/latentlm" $latentlm_train_args
-  if [ "$recognizer" = true ]; then
+  for sys in $lm_systems; do
+    need_cli 5 train latentlm
+    config=$(system_config "$sys")
+    # shellcheck disable=SC2086
+    # shellcheck disable=SC2046
+    train_model 5 "$sys" "$config" "$expdir/$sys" \
+      $(markers extract_latents $lm_sets) $(markers phonemize $lm_train_sets) -- \
+      latentspeech train latentlm --config "$config" $(lm_train_args --latents latents) \
+      --valid-data "$dumpdir/raw/$valid_set" --valid-latents "$dumpdir/latents/$valid_set" \
+      --codec "$codec_model" --out "$expdir/$sys" $latentlm_train_args
+  done
+  # the recognizer that picks the best of N candidates goes with the system "latentlm"
+  case " $lm_systems " in *" latentlm "*) with_recognizer=$recognizer ;; *) with_recognizer=false ;; esac
+  if [ "$with_recognizer" = true ]; then
     need_cli 5 recognizer
     # shellcheck disable=SC2046,SC2086
     rec_key=$(fingerprint "$expdir/latentlm/model/model.safetensors" $(markers extract_latents $lm_sets) \
@@ -386,8 +418,8 @@ if stage_on 5; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-if stage_on 6 && [ "$run_baseline" = true ]; then
-  log "stage 6: the VALL-E baseline (RVQ codec, codes, AR + NAR)"
+if stage_on 6 && [ -n "$valle_systems" ]; then
+  log "stage 6: the VALL-E baseline (RVQ codec, codes, AR + NAR: $(echo $valle_systems))"
   if [ -n "$pretrained_codec_rvq" ]; then
     log "  using the given RVQ codec $pretrained_codec_rvq"
   else
@@ -413,15 +445,21 @@ if stage_on 6 && [ "$run_baseline" = true ]; then
     if [ -f "$dumpdir/latents/$s/durations" ]; then cp "$dumpdir/latents/$s/durations" "$dumpdir/codes/$s/durations"; fi
   done
   need_cli 6 train valle
-  # shellcheck disable=SC2086
-  # shellcheck disable=SC2046
-  train_model 6 valle "$valle_config" "$expdir/valle" \
-    $(markers extract_codes $lm_sets) $(markers phonemize $lm_train_sets) -- \
-    latentspeech train valle --config "$valle_config" $(lm_train_args --codes codes) \
-    --valid-data "$dumpdir/raw/$valid_set" --valid-codes "$dumpdir/codes/$valid_set" \
-    --codec "$codec_rvq_model" --out "$expdir/valle" $valle_train_args
+  for sys in $valle_systems; do
+    config=$(system_config "$sys")
+    if is_pointer "$sys" && [ ! -f "$dumpdir/codes/$train_set/durations" ]; then
+      die "stage 6: $sys is a pointer-mode config and trains on phone durations: run stage 5 (the aligner) first"
+    fi
+    # shellcheck disable=SC2086
+    # shellcheck disable=SC2046
+    train_model 6 "$sys" "$config" "$expdir/$sys" \
+      $(markers extract_codes $lm_sets) $(markers phonemize $lm_train_sets) -- \
+      latentspeech train valle --config "$config" $(lm_train_args --codes codes) \
+      --valid-data "$dumpdir/raw/$valid_set" --valid-codes "$dumpdir/codes/$valid_set" \
+      --codec "$codec_rvq_model" --out "$expdir/$sys" $valle_train_args
+  done
 elif stage_on 6; then
-  log "stage 6: skipped (--run-baseline false)"
+  log "stage 6: skipped (no VALL-E system)"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -454,7 +492,7 @@ if stage_on 7; then
       mark_done "$marker" "$key"
     fi
     for sys in $systems; do
-      case $sys in latentlm) model=$latentlm_model ;; valle) model=$valle_model ;; esac
+      model=$expdir/$sys/model
       need_model 7 "$model"
       sdir=$ddir/$sys
       wav_dirs=()
@@ -516,10 +554,10 @@ if stage_on 9; then
   log "stage 9: package model dirs -> $expdir/packed"
   models=()
   [ -z "$pretrained_codec" ] && models+=("codec=$codec_model")
-  models+=("latentlm=$latentlm_model")
-  if [ "$run_baseline" = true ]; then
+  for sys in $lm_systems; do models+=("$sys=$expdir/$sys/model"); done
+  if [ -n "$valle_systems" ]; then
     [ -z "$pretrained_codec_rvq" ] && models+=("codec_rvq=$codec_rvq_model")
-    models+=("valle=$valle_model")
+    for sys in $valle_systems; do models+=("$sys=$expdir/$sys/model"); done
   fi
   summaries=()
   for unit in $eval_units; do

@@ -139,6 +139,23 @@ def test_cli_synthesize_writes_wav(model_dir, prompt_wav, tmp_path, capsys):
     assert np.abs(got - np.clip(wav, -1, 1)).max() < 1e-4  # PCM-16 rounding only
 
 
+def test_cli_program_writes_what_the_call_from_python_writes(model_dir, prompt_wav, tmp_path):
+    """``python -m latentspeech synthesize`` (the program: its garbage collector off while loading, then
+    frozen, see latentspeech.cli) writes the same file as ``main([...])``, which leaves the collector alone."""
+    import gc
+    import subprocess
+
+    args = ["synthesize", "--text", "Hello there.", "--prompt", str(prompt_wav), "--model", str(model_dir),
+            "--seed", "5", "--steps", "2"]
+    frozen = gc.get_freeze_count()
+    assert main(args + ["-o", str(tmp_path / "call.wav")]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    r = subprocess.run([sys.executable, "-m", "latentspeech"] + args + ["-o", str(tmp_path / "program.wav")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "wrote" in r.stdout, r.stderr
+    assert (tmp_path / "program.wav").read_bytes() == (tmp_path / "call.wav").read_bytes()
+
+
 def test_cli_reads_stdin_and_text_file(model_dir, prompt_wav, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("From standard input."))
     assert main(["synthesize", "--text", "-", "--prompt", str(prompt_wav), "-o", str(tmp_path / "a.wav"),

@@ -1,4 +1,5 @@
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -8,6 +9,7 @@ import torch
 from latentspeech.checkpoint import (
     load_model_dir,
     load_state_dict_strict,
+    no_weight_init,
     resolve_model,
     save_model_dir,
 )
@@ -93,6 +95,37 @@ def test_model_dir_fp16_export_and_float32_load(tmp_path):
     md.load_into(other)
     assert other.running_mean.dtype == torch.float32
     assert other.running_mean.tolist() == [0.5, -1.25, 2.0]
+
+
+def test_no_weight_init_skips_the_fills_of_this_thread_only():
+    t = torch.ones(3)
+    seen = []
+    with no_weight_init():
+        assert torch.nn.init.zeros_(t) is t and t.tolist() == [1, 1, 1]
+        with no_weight_init():  # nested
+            torch.nn.init.normal_(t)
+        assert t.tolist() == [1, 1, 1]
+        other = threading.Thread(target=lambda: seen.append(torch.nn.init.zeros_(torch.ones(2)).tolist()))
+        other.start()
+        other.join()
+    assert seen == [[0.0, 0.0]]  # another thread still initialises
+    assert torch.nn.init.zeros_(t).tolist() == [0, 0, 0]  # and this one again after the block
+
+
+def test_a_module_built_without_init_loads_every_weight(tmp_path):
+    """What the loaders do: build under no_weight_init, then load_into (fp16 package → the exact float32 values)."""
+    def build():
+        return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Conv1d(4, 4, 3),
+                                   torch.nn.BatchNorm1d(4))
+
+    model = build()
+    save_model_dir(tmp_path / "m", model.state_dict(), "codec", {}, dtype=torch.float16)
+    with no_weight_init():
+        other = build()
+    load_model_dir(tmp_path / "m").load_into(other)
+    for (k, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        expect = a.half().float() if a.is_floating_point() else a
+        assert b.dtype == a.dtype and torch.equal(b, expect), k
 
 
 def test_model_dir_errors(tmp_path):

@@ -15,7 +15,7 @@ from latentspeech.models.diffusion import guided
 from latentspeech.models.latentlm import AttentionMode, LatentLM, LatentLMConfig, PointerMode, patchify, unpatchify
 from latentspeech.models.latentlm import generation
 from latentspeech.models.latentlm.layout import Prefixes
-from latentspeech.models.latentlm.pointer import pointer_tables
+from latentspeech.models.pointer import pointer_tables
 from latentspeech.models.transformer import TransformerConfig
 from latentspeech.train.distill import DistillConfig, distill_guidance
 
@@ -371,7 +371,8 @@ def test_pointer_mode_learns_durations_and_ends_after_the_last_phone(patch_size)
 def test_pointer_tables_skip_silent_tokens():
     model = LatentLM(tiny_config(alignment="pointer", silent_token_ids=[2, 4]))
     phones = torch.tensor([[2, 5, 4, 6, 2], [2, 4, 0, 0, 0]])
-    c_pad, nxt, first = pointer_tables(model, phones, torch.tensor([5, 2]))
+    lens = torch.tensor([5, 2])
+    c_pad, nxt, first = pointer_tables(model.encode_phones(phones, lens), phones, lens, model.cfg.silent_token_ids)
     assert first.tolist() == [1, 0]  # row 1 has only silent tokens: then every token sounds
     assert nxt[0].tolist() == [1, 3, 3, 5, 5, 5] and nxt[1, :2].tolist() == [1, 5]
     assert c_pad.shape == (2, 6, 48) and c_pad[:, -1].abs().sum() == 0
@@ -429,7 +430,7 @@ def test_distillation_folds_guidance_into_the_head(pointer_model):
     assert all(p.requires_grad for p in model.parameters())
     # the Transformer and the advance head are untouched
     base = pointer_model[0]
-    assert torch.equal(model.advance_head.weight, base.advance_head.weight)
+    assert torch.equal(model.pointer.advance_head.weight, base.pointer.advance_head.weight)
     assert torch.equal(model.transformer.layers[0].attn.wq.weight, base.transformer.layers[0].attn.wq.weight)
     # a distilled model samples with one row per sentence; asking for CFG again is a clear error
     gen = model.generate([e["phones"] for e in examples], [e["prompt"] for e in examples], steps=4,
@@ -459,7 +460,7 @@ def test_max_hold_frames_forces_the_pointer_on_except_at_pauses(patch_size):
         model = LatentLM(tiny_config(alignment="pointer", silent_token_ids=[0, 2], max_phone_frames=6,
                                      patch_size=patch_size, guard_min_frames=200, frames_per_phone=40.0, **kw)).eval()
         with torch.no_grad():
-            model.advance_head.bias.fill_(-30.0)  # never advances by itself
+            model.pointer.advance_head.bias.fill_(-30.0)  # never advances by itself
             out = model.generate(phones, torch.zeros(2, D), steps=1, cfg_scale=1.0)
         assert out.stopped == [True]  # passing the last phone ends the row
         return int(out.latents[0].shape[0])
@@ -517,7 +518,7 @@ def test_attention_mode_stops_rows_with_the_stop_head_after_their_minimum_length
 def test_pointer_mode_walks_the_sounding_phones_frame_by_frame():
     torch.manual_seed(0)
     model = LatentLM(tiny_config(alignment="pointer", silent_token_ids=[0, 2], patch_size=2)).eval()
-    torch.nn.init.constant_(model.advance_head.bias, 30.0)  # advances on every frame
+    torch.nn.init.constant_(model.pointer.advance_head.bias, 30.0)  # advances on every frame
     mode = PointerMode(model, prefixes([[1, 2, 3, 4], [1, 3]], patch_size=2), use_stop=True)
     h, active = torch.randn(2, 48), torch.ones(2, dtype=torch.bool)
     with torch.no_grad():
@@ -527,7 +528,7 @@ def test_pointer_mode_walks_the_sounding_phones_frame_by_frame():
         vec = mode.table.vectors
         assert torch.equal(mode.phones_now, torch.stack([torch.cat([vec[0, 0], vec[0, 2]]),
                                                          torch.cat([vec[1, 0], vec[1, 1]])]))
-        assert torch.allclose(mode.condition(h), h + model.aligned_cond(mode.phones_now))
+        assert torch.allclose(mode.condition(h), h + model.pointer.aligned_cond(mode.phones_now))
         assert mode.frames_kept.tolist() == [2, 2] and not mode.ends_inside().any()
         # token 1: row 0 says its last phone and passes it on the second frame (it keeps one frame);
         # row 1 passes its last phone on the first frame: nothing left to sample
@@ -536,4 +537,4 @@ def test_pointer_mode_walks_the_sounding_phones_frame_by_frame():
         assert mode.ends_inside().tolist() == [True, True] and mode.stopped.tolist() == [True, True]
         x = mode.feed_back(torch.randn(2, 2 * D))
         assert x.shape == (4, 48)
-        assert torch.allclose(x[:2] - x[2:], model.aligned_in(mode.phones_now), atol=1e-6)  # CFG rows: no phones
+        assert torch.allclose(x[:2] - x[2:], model.pointer.aligned_in(mode.phones_now), atol=1e-6)  # CFG rows: no phones

@@ -474,13 +474,15 @@ def test_pairs_summary_and_packaging(tmp_path):
 
 @pytest.mark.slow
 def test_demo_smoke_run(tmp_path, shared_dir):
-    """`egs/demo/tts1/run.sh --smoke true` through every stage whose command exists (all of them, once landed).
+    """`egs/demo/tts1/run.sh --smoke true` through every stage whose command exists (all of them, once landed),
+    with the 2 x 2 of systems (pointer / attention x LatentLM / VALL-E).
 
     The corpus is built from the shared texts and voices (skipped without them, like the other shared-data tests)."""
     if not (DEMO / "local" / "data.sh").is_file():
         pytest.skip("egs/demo/tts1/local/data.sh not written yet")
     dirs = ["--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),
-            "--extra-train-sets", "real_train:2"]  # off in the demo's defaults; the smoke run exercises it
+            "--extra-train-sets", "real_train:2",  # off in the demo's defaults; the smoke run exercises it
+            "--systems", "latentlm latentlm_attention valle valle_attention"]
     res = sh(["./run.sh", "--smoke", "true", *dirs], DEMO, env=_env(tmp_path), timeout=900)
     out = res.stdout + res.stderr
     for marker in ("local_data/.done", "data_prep/train.done", "data_prep/dev.done", "phonemize/train.done"):
@@ -501,9 +503,17 @@ def test_demo_smoke_run(tmp_path, shared_dir):
     for lm in ("latentlm", "valle"):
         assert (tmp_path / f"exp/{lm}/log/train.log").read_text().splitlines()[0].count(real) == 2, lm
     assert (tmp_path / "dump/codes/real_train/durations").is_file()  # the codes share the latents' durations
-    # the demo fine-tunes both codecs' decoders (harmonic source); the LMs and packages carry those codecs
+    # every system was decoded and scored; the VALL-E of the demo config walks the LatentLM's pointer
+    summary = (tmp_path / "exp/decode/dev/summary.tsv").read_text()
+    for sys_name in ("latentlm", "latentlm_attention", "valle", "valle_attention"):
+        assert sys_name in summary and (tmp_path / f"exp/packed/{sys_name}/model.safetensors").is_file(), sys_name
     import yaml
 
+    alignment = {n: yaml.safe_load((tmp_path / f"exp/packed/{n}/config.yaml").read_text())["config"].get("alignment")
+                 for n in ("latentlm", "latentlm_attention", "valle", "valle_attention")}
+    assert alignment == {"latentlm": "pointer", "latentlm_attention": "attention", "valle": "pointer",
+                         "valle_attention": "attention"}
+    # the demo fine-tunes both codecs' decoders (harmonic source); the LMs and packages carry those codecs
     for lm, codec in (("latentlm", "codec_ft"), ("valle", "codec_rvq_ft")):
         assert f"--init-from {tmp_path / 'exp'}/{codec.replace('_ft', '')}/model" in (
             tmp_path / f"exp/{codec}/log/train.log").read_text().splitlines()[0]

@@ -115,12 +115,12 @@ def test_ar_kv_cache_equals_full_forward(scale):
     model = make_model(phone_position_scale=scale).eval()
     batch = random_batch(1)
     with torch.no_grad():
-        full, _ = model.ar(batch)  # [B, T+1, K+1]
+        full = model.ar(batch)[0]  # [B, T+1, K+1]
         T = batch.codes.shape[-1]
-        logits, cache = model.ar.start(batch.phones, batch.phone_lens, batch.prompt[:, 0], batch.prompt_lens, T)
-        steps = [logits]
+        h, cache = model.ar.start(batch.phones, batch.phone_lens, batch.prompt[:, 0], batch.prompt_lens, T)
+        steps = [model.ar.logits(h)]
         for t in range(T):
-            steps.append(model.ar.step(batch.codes[:, 0, t], cache))
+            steps.append(model.ar.logits(model.ar.step(model.ar.embed_speech(batch.codes[:, 0, t]), cache)))
     inc = torch.stack(steps, dim=1)
     valid = torch.arange(T + 1)[None, :] <= batch.code_lens[:, None]  # BOS + real frames
     assert (inc - full)[valid].abs().max().item() < 1e-4
@@ -304,3 +304,81 @@ def test_guided_attention_in_the_ar_stage():
     assert "ar_guide" not in stats  # training only
     with pytest.raises(ConfigError, match="guided_attention_layer"):
         tiny_config(guided_attention_weight=1.0, guided_attention_layer=9).validate()
+
+
+# -- pointer mode: the AR stage told each frame's phone (latentspeech.models.pointer) ---------------
+def durations_of(batch: VALLEBatch) -> torch.Tensor:
+    """Per-phone frames summing to each row's code length: 2 per phone, the rest on the last one."""
+    d = torch.zeros_like(batch.phones)
+    for b in range(batch.size):
+        n, T = int(batch.phone_lens[b]), int(batch.code_lens[b])
+        d[b, : n - 1] = 2
+        d[b, n - 1] = T - 2 * (n - 1)
+    return d
+
+
+@pytest.fixture(scope="module")
+def pointer_overfit():
+    """A tiny pointer-mode model trained to memorise 4 utterances with their phone durations."""
+    model = make_model(alignment="pointer", phone_encoder_layers=1, max_phone_frames=8)
+    batch = random_batch()
+    batch.durations = durations_of(batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(150):
+        out = model.loss(batch, generator=g)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    model.eval()
+    return model, batch, out
+
+
+def test_pointer_mode_learns_codes_and_durations_and_ends_after_the_last_phone(pointer_overfit):
+    model, batch, out = pointer_overfit
+    assert {"ar_advance", "ar_advance_acc"} <= set(out) and float(out["ar_advance_acc"]) == 1.0
+    assert float(out["ar_loss"]) < 0.05
+    got = model.generate(batch.phones, batch.prompt, batch.phone_lens, batch.prompt_lens, temperature=0.0)
+    assert torch.equal(got.lengths, batch.code_lens)  # the pointer passed the last phone exactly there
+    assert got.stopped.all()
+    for b in range(batch.size):
+        n = int(batch.code_lens[b])
+        assert torch.equal(got.codes[b, :, :n], batch.codes[b, :, :n])
+    assert got.ar_steps == int(batch.code_lens.max()) + 1
+
+
+def test_pointer_mode_without_advancing_holds_each_phone_to_its_limit():
+    """An advance head that never fires holds every phone max_phone_frames, then moves on: the
+    length is the phones' count times the limit, whatever the codes say (EOS is never drawn)."""
+    model = make_model(alignment="pointer", max_phone_frames=3, frames_per_phone=20.0).eval()
+    with torch.no_grad():
+        model.ar.pointer.advance_head.bias.fill_(-30.0)
+    batch = random_batch()
+    out = model.generate(batch.phones, batch.prompt, batch.phone_lens, batch.prompt_lens, seed=0)
+    assert out.lengths.tolist() == (3 * batch.phone_lens).tolist() and out.stopped.all()
+
+
+def test_pointer_mode_needs_durations_and_a_valid_config():
+    model = make_model(alignment="pointer")
+    with pytest.raises(ValueError, match="durations"):
+        model.loss(random_batch())
+    batch = random_batch()
+    batch.durations = durations_of(batch)
+    batch.durations[0, 0] += 1
+    with pytest.raises(ValueError, match="do not sum"):
+        model.loss(batch)
+    with pytest.raises(ConfigError, match="alignment"):
+        tiny_config(alignment="diagonal").validate()
+    with pytest.raises(ConfigError, match="pointer"):
+        tiny_config(alignment="pointer", phone_encoder_layers=0).validate()
+
+
+def test_pointer_model_dir_round_trip(tmp_path, pointer_overfit):
+    model, batch, _ = pointer_overfit
+    save_valle(model, tmp_path / "m")
+    loaded = load_valle(tmp_path / "m", with_codec=False)[0]
+    assert loaded.cfg.alignment == "pointer" and loaded.ar.pointer is not None
+    a = model.generate(batch.phones, batch.prompt, batch.phone_lens, batch.prompt_lens, temperature=0.0)
+    b = loaded.generate(batch.phones, batch.prompt, batch.phone_lens, batch.prompt_lens, temperature=0.0)
+    assert torch.equal(a.codes, b.codes)

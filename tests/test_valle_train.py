@@ -108,6 +108,40 @@ def test_train_export_and_resume(tmp_path, corpus):
     assert wav.shape[-1] == int(gen.lengths[0]) * codec.hop_length
 
 
+def test_train_pointer_mode_on_the_stores_durations(tmp_path, corpus):
+    """alignment 'pointer' reads the code store's durations file (the aligner's, shared with the latents),
+    takes its silent and pause tokens from the vocabulary, and refuses a store without durations."""
+    import shutil
+
+    from latentspeech.data.durations import DURATIONS, write_durations
+    from latentspeech.data.latents import LatentStore
+    from latentspeech.data.lm_dataset import read_phones
+    from latentspeech.text.vocab import silent_token_ids
+
+    data, codes, codec_dir, vocab = corpus
+    cfg = tiny_train_config()
+    cfg.model.alignment = "pointer"
+    with pytest.raises(DataDirError, match="durations"):
+        train_valle(cfg, [(data, codes)], tmp_path / "none", codec=str(codec_dir), max_steps=1, vocab=vocab,
+                    progress=False)
+    store_dir = shutil.copytree(codes, tmp_path / "codes")
+    store, phones = LatentStore(store_dir), read_phones(data / "phones", vocab)
+    durations = {}
+    for u, ids in phones.items():
+        n = int(np.shape(store[u])[0])
+        durations[u] = [2] * (len(ids) - 1) + [n - 2 * (len(ids) - 1)]
+    write_durations(store_dir / DURATIONS, durations)
+    model_dir = train_valle(cfg, [(data, store_dir)], tmp_path / "exp", codec=str(codec_dir), max_steps=2,
+                            vocab=vocab, progress=False)
+    model, _, _, meta = load_valle(model_dir, with_codec=False)
+    assert model.cfg.alignment == "pointer" and model.ar.pointer is not None
+    assert model.cfg.silent_token_ids == silent_token_ids(vocab) and meta["train_steps"] == 2
+    logs = list((tmp_path / "exp" / "logs").rglob("metrics.csv"))
+    assert logs and "train/ar_advance" in logs[0].read_text()
+    gen = model.generate([vocab.encode(["a", "b"])], [torch.randint(0, K, (Q, 5))], seed=0)
+    assert 1 <= int(gen.lengths[0]) <= int(model.cfg.length_guard(torch.tensor([2]))[0])
+
+
 def _configs():
     from pathlib import Path
 
@@ -137,9 +171,16 @@ def test_cli_train_valle(tmp_path, corpus, capsys):
     conf.write_text(yaml.safe_dump(to_dict(tiny_train_config())), encoding="utf-8")
     out = tmp_path / "exp"
     rc = main(["train", "valle", "--config", str(conf), "--data", str(data), "--codes", str(codes),
-               "--codec", str(codec_dir), "--out", str(out), "--max-steps", "1", "--no-progress"])
+               "--codec", str(codec_dir), "--out", str(out), "--max-steps", "1", "--no-progress",
+               "--set", "model.guard_min_frames=7", "--set", "optim.lr=2e-4"])
     assert rc == 0 and "exported" in capsys.readouterr().out
     assert (out / "model" / "codec" / "config.yaml").is_file()
+    exported = yaml.safe_load((out / "model" / "config.yaml").read_text())
+    assert exported["config"]["guard_min_frames"] == 7  # --set reached the model's config
+    for bad, why in (("optim.lr", "KEY=VALUE"), ("=3", "KEY=VALUE"), ("optim.no_such=1", "no_such")):
+        rc = main(["train", "valle", "--config", str(conf), "--data", str(data), "--codes", str(codes),
+                   "--out", str(tmp_path / "bad"), "--set", bad])
+        assert rc == 1 and why in capsys.readouterr().err, bad
     rc = main(["train", "valle", "--config", str(conf), "--data", str(data), "--out", str(out),
                "--codes", str(codes), "--codes", str(codes)])
     err = capsys.readouterr().err

@@ -31,12 +31,12 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads (default 1: the demo-size models gain nothing from more, and on a busy "
                         "machine 2 threads ran 100x slower than 1; 0 = torch's default)")
-    p.set_defaults(func=run_synthesize)
+    p.set_defaults(func=run_synthesize, one_shot=True)
 
     d = sub.add_parser("demo", help="synthesize a sentence with the bundled model (what `make demo` runs)")
     d.add_argument("--out", default="demo.wav", help="output wav (default: demo.wav)")
     d.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1; 0 = torch's default)")
-    d.set_defaults(func=run_demo)
+    d.set_defaults(func=run_demo, one_shot=True)
 
 
 def set_threads(n: int) -> None:
@@ -68,6 +68,7 @@ def read_text(args) -> str:
 def run_synthesize(args) -> int:
     from ..api import TTS
     from ..errors import ConfigError
+    from . import loaded
 
     if args.steps is not None and not 1 <= args.steps <= 100:
         raise ConfigError(f"--steps must be between 1 and 100, got {args.steps}")
@@ -79,6 +80,7 @@ def run_synthesize(args) -> int:
     text = read_text(args)
     t0 = time.perf_counter()
     tts = TTS.from_pretrained(args.model, device=args.device)
+    loaded(args)
     t1 = time.perf_counter()
     path = tts.speak_to_file(args.out, text, prompt=args.prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
                              temperature=args.temperature, batch_size=args.batch_size, candidates=args.candidates)
@@ -86,7 +88,7 @@ def run_synthesize(args) -> int:
     import soundfile as sf
 
     dur = sf.info(str(path)).duration
-    print(f"wrote {path} ({dur:.2f} s of audio; load {t1 - t0:.1f} s, synthesis {t2 - t1:.1f} s, "
+    print(f"wrote {path} ({dur:.2f} s of audio; load {t1 - t0:.2f} s, synthesis {t2 - t1:.2f} s, "
           f"RTF {(t2 - t1) / max(dur, 1e-9):.2f})")
     return 0
 
@@ -114,10 +116,12 @@ def run_demo(args) -> int:
 
         raise CheckpointError("no demo prompt in latentspeech/assets/prompts/ (expected a .wav or .flac)")
     from ..api import TTS
+    from . import loaded
 
     set_threads(args.threads)
     t0 = time.perf_counter()
     tts = TTS.from_pretrained(DEFAULT_MODEL)
+    loaded(args)
     path = tts.speak_to_file(args.out, DEMO_TEXT, prompt=prompt, seed=0)
     print(f"wrote {path} in the voice of {prompt.name} ({time.perf_counter() - t0:.1f} s)")
     return 0

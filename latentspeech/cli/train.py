@@ -12,6 +12,8 @@ def add_common(p) -> None:
     p.add_argument("--config", required=True, metavar="C", help="training config YAML (egs/*/tts1/conf/)")
     p.add_argument("--out", required=True, metavar="EXP_DIR", help="experiment dir (checkpoints, logs, model/)")
     p.add_argument("--max-steps", type=int, default=None, metavar="N", help="override optim.max_steps")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set distill.steps=0 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.ckpt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -49,12 +51,12 @@ def run_valle(args) -> int:
     from ..config import load_config
     from ..errors import ConfigError
     from ..train.valle import VALLETrainConfig, train_valle
-    from .common import data_pairs
+    from .common import config_overrides, data_pairs
 
     for flag, data, codes in (("", args.data, args.codes), ("valid-", args.valid_data, args.valid_codes)):
         if len(data) != len(codes):
             raise ConfigError(f"give one --{flag}codes per --{flag}data ({len(data)} data dirs, {len(codes)} code stores)")
-    cfg = load_config(args.config, VALLETrainConfig)
+    cfg = load_config(args.config, VALLETrainConfig, config_overrides(args.set))
     out = train_valle(cfg, data_pairs(args.data, args.codes, "training sets"), args.out,
                       valid=data_pairs(args.valid_data, args.valid_codes, "validation sets"), codec=args.codec,
                       max_steps=args.max_steps, resume=args.resume, progress=not args.no_progress)
@@ -76,13 +78,13 @@ def register(sub) -> None:
 
 
 def run_latentlm(args) -> int:
-    from .common import data_pairs
+    from .common import config_overrides, data_pairs
     from ..config import load_config
     from ..train.latentlm import LatentLMTrainConfig, train_latentlm
 
     train = data_pairs(args.data, args.latents, "training sets")
     valid = data_pairs(args.valid_data, args.valid_latents, "validation sets")
-    cfg = load_config(args.config, LatentLMTrainConfig)
+    cfg = load_config(args.config, LatentLMTrainConfig, config_overrides(args.set))
     out = train_latentlm(cfg, train, args.out, valid=valid, codec=args.codec,
                          max_steps=args.max_steps, resume=args.resume, progress=not args.no_progress)
     print(f"exported {out}")

@@ -1,7 +1,7 @@
 """The batch types the LM training loops consume (built by :mod:`.collate`).
 
 * :class:`LMBatch` — LatentLM: prompt latents, phone ids, target latents (+ per-phone durations).
-* :class:`VALLEBatch` — the VALL-E baseline: phone ids, prompt codes, target codes.
+* :class:`VALLEBatch` — the VALL-E baseline: phone ids, prompt codes, target codes (+ per-phone durations).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class VALLEBatch:
     """A training batch. Every segment is right-padded; ``*_lens`` give the true lengths.
 
     ``phones [B, L]`` (pad = ``phone_pad_id``), ``prompt [B, Q, P]`` codes of another utterance
-    of the speaker, ``codes [B, Q, T]`` the target codes (pads: any valid code, e.g. 0).
+    of the speaker, ``codes [B, Q, T]`` the target codes (pads: any valid code, e.g. 0);
+    ``durations [B, L]`` frames per phone token (pointer mode), 0-padded.
     """
 
     phones: torch.Tensor
@@ -50,9 +51,11 @@ class VALLEBatch:
     prompt_lens: torch.Tensor
     codes: torch.Tensor
     code_lens: torch.Tensor
+    durations: torch.Tensor | None = None
 
     def to(self, device) -> "VALLEBatch":
-        return VALLEBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+        return VALLEBatch(*(None if getattr(self, f) is None else getattr(self, f).to(device)
+                            for f in self.__dataclass_fields__))
 
     @property
     def size(self) -> int:

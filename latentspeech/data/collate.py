@@ -1,7 +1,7 @@
 """Collation for the LatentLM: a list of examples → one right-padded :class:`~latentspeech.models.latentlm.LMBatch`.
 
 An example is a dict with ``utt_id`` (str), ``prompt`` ([P, D] normalised latents of the speaker
-prompt), ``phones`` (phone ids), ``target`` ([F, D] normalised latents to predict) and, for LatentLM's
+prompt), ``phones`` (phone ids), ``target`` ([F, D] normalised latents to predict) and, for the
 pointer mode, ``durations`` (frames per phone token, 0-padded in the batch). Each
 segment is padded on its own (zeros for latents, ``pad_id`` for phones) and its true lengths kept;
 the model lays the segments out into one sequence (see :mod:`latentspeech.models.latentlm`).
@@ -73,4 +73,6 @@ def collate_valle(examples: Sequence[dict], pad_id: int = 0, num_quantizers: int
     prompt, plens = codes("prompt")
     target, tlens = codes("target")
     phones, llens = pad_ids([e["phones"] for e in examples], pad_id)
-    return VALLEBatch(phones=phones, phone_lens=llens, prompt=prompt, prompt_lens=plens, codes=target, code_lens=tlens)
+    durations = pad_ids([e["durations"] for e in examples], 0)[0] if all("durations" in e for e in examples) else None
+    return VALLEBatch(phones=phones, phone_lens=llens, prompt=prompt, prompt_lens=plens, codes=target, code_lens=tlens,
+                      durations=durations)

@@ -25,8 +25,6 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from num2words import num2words
-
 __all__ = [
     "DIGIT_WORDS", "MAX_CARDINAL_DIGITS", "digits", "cardinal", "ordinal", "year", "FIRST_YEAR",
     "LAST_YEAR", "is_year", "plural", "NUMBER_PATTERN", "ORDINAL_SUFFIX",
@@ -47,6 +45,14 @@ def digits(s: str) -> str:
     return " ".join(DIGIT_WORDS[int(c)] for c in s if "0" <= c <= "9")
 
 
+def _num2words(n: int, **kwargs) -> str:
+    """``num2words.num2words``, imported on first use (its import, every language it knows, is ~20 ms
+    of a cold CLI call whose text has no number)."""
+    from num2words import num2words
+
+    return num2words(n, **kwargs)
+
+
 def _clean(words: str, with_and: bool) -> str:
     """num2words output without commas, and without "and" (US style) unless ``with_and``."""
     words = words.replace(",", "")
@@ -65,7 +71,7 @@ def cardinal(n: int | str, with_and: bool = False) -> str:
     if len(s.lstrip("0")) > MAX_CARDINAL_DIGITS:
         words = digits(s)
     else:
-        words = _clean(num2words(int(s)), with_and)
+        words = _clean(_num2words(int(s)), with_and)
     return f"minus {words}" if neg else words
 
 
@@ -74,7 +80,7 @@ def ordinal(n: int | str, with_and: bool = False) -> str:
     s = str(n)
     if len(s.lstrip("0")) > MAX_CARDINAL_DIGITS:
         return digits(s)
-    return _clean(num2words(int(s), to="ordinal"), with_and)
+    return _clean(_num2words(int(s), to="ordinal"), with_and)
 
 
 def year(n: int | str, with_and: bool = False) -> str:

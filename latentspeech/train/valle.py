@@ -61,11 +61,13 @@ class VALLETrainConfig:
 
 
 
-def code_source(data_dir: str | Path, codes_dir: str | Path, vocab):
-    """A :class:`~latentspeech.data.lm_dataset.LMSource` over a code store (no normalisation). A
-    ``durations`` file in the store (per-phone frames from ``latentspeech align``, which the codes
-    share with the σ-VAE latents of the same trunk) is read too: ``data.single_utt_prompt:
-    self_split`` cuts single-utterance speakers with it."""
+def code_source(data_dir: str | Path, codes_dir: str | Path, vocab, durations: bool = False):
+    """A :class:`~latentspeech.data.lm_dataset.LMSource` over a code store (no normalisation).
+    ``durations``: also read the store's ``durations`` file (per-phone frames from ``latentspeech
+    align``, which the codes share with the σ-VAE latents of the same trunk): pointer mode trains
+    on it, and ``data.single_utt_prompt: self_split`` cuts single-utterance speakers with it. As
+    LatentLM's sources, which read it in pointer mode only, so that both systems see the same
+    examples in either mode."""
     from ..data.latents import LatentStore
     from ..data.lm_dataset import LMSource, read_phones, read_utt2spk
     from ..data.durations import DURATIONS, read_durations
@@ -75,10 +77,13 @@ def code_source(data_dir: str | Path, codes_dir: str | Path, vocab):
     if store.meta.get("kind", "codes") != "codes":
         raise DataDirError(f"{codes_dir} holds {store.meta.get('kind')}, not RVQ codes "
                            "(extract them with `latentspeech codec extract --codes`)")
-    durations = Path(codes_dir) / DURATIONS
+    path = Path(codes_dir) / DURATIONS
+    if durations and not path.is_file():
+        raise DataDirError(f"{codes_dir} has no {DURATIONS} file: alignment 'pointer' trains on per-phone durations "
+                           "(`latentspeech align`, then copy the latents' durations file next to the codes)")
     return LMSource(latents=store, phones=read_phones(data_dir / "phones", vocab),
                     utt2spk=read_utt2spk(data_dir / "utt2spk"), mean=None, std=None, name=str(data_dir),
-                    durations=read_durations(durations) if durations.is_file() else None)
+                    durations=read_durations(path) if durations else None)
 
 
 class VALLEModule(pl.LightningModule):
@@ -189,8 +194,10 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
     out_dir = Path(out_dir)
-    sources = sources if sources is not None else [code_source(d, z, vocab) for d, z in train]
-    valid_sources = valid_sources if valid_sources is not None else [code_source(d, z, vocab) for d, z in valid]
+    pointer = cfg.model.alignment == "pointer"
+    sources = sources if sources is not None else [code_source(d, z, vocab, pointer) for d, z in train]
+    valid_sources = (valid_sources if valid_sources is not None
+                     else [code_source(d, z, vocab, pointer) for d, z in valid])
     if not sources:
         raise DataDirError("no training data given (a data dir and its code store)")
     store = sources[0].latents
@@ -204,6 +211,11 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
     mcfg = dataclasses.replace(cfg.model, phone_vocab_size=vocab.size, phone_pad_id=vocab.pad_id, frame_rate=frame_rate)
     if "codebook_size" in facts:
         mcfg.codebook_size = facts["codebook_size"]
+    if pointer:
+        from ..text.vocab import pause_token_ids, silent_token_ids
+
+        mcfg.silent_token_ids = silent_token_ids(vocab)
+        mcfg.pause_token_ids = pause_token_ids(vocab)
     if mcfg.num_quantizers > store_q:
         raise ConfigError(f"model.num_quantizers {mcfg.num_quantizers} > the {store_q} code levels in {store.path}")
     dc = cfg.data

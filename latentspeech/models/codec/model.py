@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...checkpoint import load_model_dir, save_model_dir
+from ...checkpoint import load_model_dir, no_weight_init, save_model_dir
 from ...config import to_dict
 from ...errors import AudioError, CheckpointError
 from .bottleneck import BottleneckOutput, build_bottleneck
@@ -191,6 +191,7 @@ def save_codec(codec: AudioCodec, path: str | os.PathLike, meta: dict | None = N
 def load_codec(name_or_dir: str | os.PathLike | None = None, device: str | torch.device | None = None) -> AudioCodec:
     """Load a codec model directory (or bundled name, default ``codec-demo``) in eval mode, float32."""
     md = load_model_dir(name_or_dir if name_or_dir is not None else DEFAULT_CODEC, kind=KIND)
-    codec = AudioCodec(md.typed_config(CodecConfig))
+    with no_weight_init():  # load_into overwrites every weight
+        codec = AudioCodec(md.typed_config(CodecConfig))
     md.load_into(codec)
     return codec.eval().to(device or "cpu")

@@ -22,7 +22,7 @@ Modules, one concept each:
 * :mod:`.config` — :class:`LatentLMConfig`.
 * :mod:`.layout` — the sequence layout (slots, segments, positions), patching, generation prefixes.
 * :mod:`.model` — :class:`LatentLM`: embeddings, heads, teacher forcing and the losses.
-* :mod:`.pointer` — pointer mode's phone tables and teacher-forced inputs.
+* pointer mode's layers, teacher-forced inputs and walk are :mod:`latentspeech.models.pointer` (shared with VALL-E).
 * :mod:`.modes` — the two alignment modes of generation (:class:`AttentionMode`, :class:`PointerMode`).
 * :mod:`.generation` — the decoding loop (:func:`generate`, :class:`GenerationOutput`).
 * :mod:`.diagnostics` — text-to-speech attention statistics.

@@ -47,7 +47,7 @@ def generate(model: nn.Module, phones: Sequence[Sequence[int]] | Sequence[torch.
     dev = model.bos.device
     pre = Prefixes.build(phones, prompt, cfg.pad_id, cfg.latent_dim, cfg.patch_size, cfg_scale != 1.0, dev,
                          model.bos.dtype)
-    mode = (PointerMode if model.pointer else AttentionMode)(model, pre, use_stop)
+    mode = (PointerMode if model.pointer is not None else AttentionMode)(model, pre, use_stop)
     B = pre.n
     guard = [model.length_guard(int(n)) for n in pre.phone_lens[:B].tolist()]
     if max_frames is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint import ModelDir, load_model_dir, save_model_dir
+from ...checkpoint import ModelDir, load_model_dir, no_weight_init, save_model_dir
 from ...config import to_dict
 from .config import LatentLMConfig
 from .model import LatentLM
@@ -30,6 +30,7 @@ def save_latentlm(model: LatentLM, out: str | os.PathLike, codec_dir: str | os.P
 def load_latentlm(name_or_dir=None, device=None) -> tuple[LatentLM, ModelDir]:
     """(LatentLM in eval mode, ModelDir) from a model dir or bundled name (default ``latentlm-demo``)."""
     md = load_model_dir(name_or_dir, kind=KIND)
-    model = LatentLM(md.typed_config(LatentLMConfig))
+    with no_weight_init():  # load_into overwrites every weight
+        model = LatentLM(md.typed_config(LatentLMConfig))
     md.load_into(model)
     return model.eval().to(device or "cpu"), md

@@ -2,7 +2,7 @@
 
 * The hidden state at BOS and at every z_j conditions the diffusion head for z_{j+1} and the stop
   head ("does speech end here?": 1 only at z_F; pointer mode has an advance head instead, see
-  :mod:`.pointer`).
+  :mod:`latentspeech.models.pointer`).
 * Classifier-free guidance: in training the prompt *and* phones of a row are dropped with
   probability ``cfg_drop_prob`` (the row becomes ``BOS z_1 … z_F``), which is what the
   unconditional rows of generation look like.
@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from ...data.batch import LMBatch
 from ..alignment import guided_attention_loss
 from ..diffusion import DiffusionHead, diffusion_loss
-from ..transformer import Transformer, TransformerConfig
+from ..pointer import PhonePointer, PointerInputs
+from ..transformer import Transformer
 from .config import LatentLMConfig
 from .diagnostics import attention_alignment
 from .generation import GenerationOutput, generate
 from .layout import SPEECH, Packed, gather_slots, layout, patchify
-from .pointer import PointerInputs, pointer_inputs
 
 __all__ = ["LatentLM", "TeacherForced"]
 
@@ -82,28 +82,16 @@ class LatentLM(nn.Module):
         self.bos = nn.Parameter(torch.zeros(dim))
         self.transformer = Transformer(cfg.transformer)
         self.head = DiffusionHead(cfg.head_config())
-        self.pointer = cfg.alignment == "pointer"
-        if not self.pointer:
+        pointer = cfg.alignment == "pointer"
+        if not pointer:
             self.stop_head = nn.Linear(dim, 1)
         for emb in (self.phone_emb.weight, self.segment_emb.weight, self.bos):
             nn.init.normal_(emb, std=0.02)
         nn.init.normal_(self.latent_in.weight, std=0.02)
         nn.init.zeros_(self.latent_in.bias)
-        if self.pointer:
-            tc = cfg.transformer
-            self.phone_encoder = Transformer(TransformerConfig(
-                dim=dim, n_layers=cfg.phone_encoder_layers, n_heads=tc.n_heads, n_kv_heads=tc.n_kv_heads,
-                ffn_dim=tc.ffn_dim, max_seq_len=tc.max_seq_len, dropout=tc.dropout, causal=False))
-            p = cfg.patch_size
-            self.aligned_in = nn.Linear(p * dim, dim)  # the token's frames' phone vectors, into the speech token
-            self.aligned_cond = nn.Linear(p * dim, dim)  # the next token's frames' phone vectors, into the head's condition
-            self.elapsed_emb = nn.Embedding(cfg.max_phone_frames + 1, dim)  # 0 at BOS
-            nn.init.normal_(self.elapsed_emb.weight, std=0.02)
-            # per frame of the next token: "this frame says a later phone than the frame before (or nothing)"
-            self.advance_head = nn.Linear(dim, p)
-            nn.init.zeros_(self.advance_head.weight)
-            nn.init.constant_(self.advance_head.bias, -1.0)
-        else:
+        # pointer mode: the phone encoder, the phone and elapsed-frames inputs and the advance head
+        self.pointer = PhonePointer(cfg, cfg.transformer) if pointer else None
+        if not pointer:
             nn.init.zeros_(self.stop_head.weight)
             nn.init.constant_(self.stop_head.bias, -4.0)  # "keep talking" until taught otherwise
 
@@ -157,9 +145,17 @@ class LatentLM(nn.Module):
 
     def encode_phones(self, phones: torch.Tensor, phone_lens: torch.Tensor) -> torch.Tensor:
         """Pointer mode: contextual phone vectors [B, L, dim] (bidirectional encoder; zero on padding)."""
-        valid = torch.arange(phones.shape[1], device=phones.device)[None] < phone_lens.clamp(min=1)[:, None]
-        x = self.phone_emb(phones) * valid[..., None]
-        return self.phone_encoder(x, padding_mask=valid) * valid[..., None]
+        return self.pointer.encode(self.phone_emb(phones), phone_lens)
+
+    def pointer_inputs(self, batch: LMBatch, keep: torch.Tensor) -> PointerInputs:
+        """Pointer mode: the teacher-forced pointer inputs of the (frame-level, unpatched) batch
+        (:meth:`~latentspeech.models.pointer.PhonePointer.teacher_forced`)."""
+        if batch.durations is None:
+            raise ValueError("alignment 'pointer' trains on per-phone durations (LMBatch.durations): run "
+                             "`latentspeech align` and train with the durations file")
+        c = self.encode_phones(batch.phones, batch.phone_lens)
+        return self.pointer.teacher_forced(c, batch.durations, batch.target_lens, batch.target.shape[1], keep,
+                                           batch.utt_ids)
 
     # -- training -------------------------------------------------------------------------------
     def loss(self, batch: LMBatch, cfg_drop: bool | None = None,
@@ -181,7 +177,7 @@ class LatentLM(nn.Module):
         flens = tf.batch.target_lens[:, None]
         diff = diffusion_loss(self.head, tf.targets, tf.cond, cfg.batch_mul, generator=generator)
         diff_mean = diff.mean()
-        if self.pointer:
+        if self.pointer is not None:
             # advance: at BOS, z_1 … z_F of rows with phones, one label per frame of the next token
             # (positive where that frame says a later phone than the frame before, or speech has
             # ended); the first frame after BOS has no decision to make
@@ -189,7 +185,7 @@ class LatentLM(nn.Module):
             labels = gather_slots(tf.pointer.advance_labels, rel)[amask]
             lmask = gather_slots(tf.pointer.advance_mask, rel)[amask]
             if bool(lmask.any()):
-                adv, acc = binary_loss(self.advance_head(h[amask])[lmask][:, None], labels[lmask].float())
+                adv, acc = binary_loss(self.pointer.advance_head(h[amask])[lmask][:, None], labels[lmask].float())
             else:  # every row CFG-dropped
                 adv = h.sum() * 0.0
                 acc = adv.detach()
@@ -218,7 +214,7 @@ class LatentLM(nn.Module):
         plens, llens = batch.prompt_lens, batch.phone_lens
         if keep is not None:
             plens, llens = plens * keep.long(), llens * keep.long()
-        ptr = pointer_inputs(self, frames, keep=llens > 0) if self.pointer else None
+        ptr = self.pointer_inputs(frames, keep=llens > 0) if self.pointer is not None else None
         pk = self.pack(batch.prompt, plens, batch.phones, llens, batch.target, batch.target_lens, left_pad=False,
                        speech_extra=None if ptr is None else ptr.speech_extra)
         att = None

@@ -6,11 +6,18 @@ not allowed before ``min_frames`` frames (no empty output). Training sets ``fram
 from the data (a margin over the largest ratio seen).
 
 AR vocabulary: codes ``0..K-1``, ``EOS = K``, ``BOS = K+1`` (``K = codebook_size``).
+
+``alignment`` picks how the AR stage finds the phone it says, as LatentLM's: ``"attention"``
+(VALL-E's model: it attends to the phones and ends with EOS) or ``"pointer"`` (every frame is told
+its phone by :mod:`latentspeech.models.pointer`, the same layers, training inputs and walk as
+LatentLM's; passing the last phone ends the utterance, EOS is not used). The NAR stage is the same
+in both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -55,6 +62,14 @@ class VALLEConfig:
     guided_attention_weight: float = 0.0
     guided_attention_layer: int = 1
     guided_attention_sigma: float = 0.2
+    # the AR stage's alignment (see the module's doc; the pointer fields mean what LatentLMConfig's do)
+    alignment: Literal["attention", "pointer"] = "attention"
+    phone_encoder_layers: int = 2
+    max_phone_frames: int = 32
+    advance_threshold: float = 0.5
+    silent_token_ids: list[int] = field(default_factory=list)
+    max_hold_frames: int = 0
+    pause_token_ids: list[int] = field(default_factory=list)
 
     def validate(self) -> None:
         if self.phone_vocab_size < 2 or not 0 <= self.phone_pad_id < self.phone_vocab_size:
@@ -70,6 +85,12 @@ class VALLEConfig:
         if self.nar.causal:
             raise ConfigError("valle.nar.causal must be false (the NAR stage sees the whole utterance)")
         validate_alignment_aids(self, "valle", "AR Transformer", self.ar.n_layers)
+        if self.alignment not in ("attention", "pointer"):
+            raise ConfigError(f"valle: alignment must be 'attention' or 'pointer', got {self.alignment!r}")
+        if self.alignment == "pointer" and (self.max_phone_frames < 1 or self.phone_encoder_layers < 1):
+            raise ConfigError("valle: alignment 'pointer' needs max_phone_frames >= 1 and phone_encoder_layers >= 1")
+        if self.max_hold_frames < 0:
+            raise ConfigError(f"valle: max_hold_frames must be >= 0 (0: max_phone_frames), got {self.max_hold_frames}")
         if self.frames_per_phone is not None and self.frames_per_phone <= 0:
             raise ConfigError(f"valle: frames_per_phone must be positive, got {self.frames_per_phone}")
         if not 1 <= self.min_frames <= self.max_frames or self.guard_min_frames < 0:
@@ -79,6 +100,11 @@ class VALLEConfig:
             )
         self.ar.validate()
         self.nar.validate()
+
+    @property
+    def patch_size(self) -> int:
+        """Frames per AR token (pointer mode reads it): one code frame."""
+        return 1
 
     @property
     def guard_frames_per_phone(self) -> float:

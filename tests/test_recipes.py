@@ -483,7 +483,7 @@ def test_demo_smoke_run(tmp_path, shared_dir):
     dirs = ["--datadir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump"), "--expdir", str(tmp_path / "exp"),
             "--extra-train-sets", "real_train:2",  # off in the demo's defaults; the smoke run exercises it
             "--systems", "latentlm latentlm_attention valle valle_attention"]
-    res = sh(["./run.sh", "--smoke", "true", *dirs], DEMO, env=_env(tmp_path), timeout=900)
+    res = sh(["./run.sh", "--smoke", "true", *dirs], DEMO, env=_env(tmp_path), timeout=1800)
     out = res.stdout + res.stderr
     for marker in ("local_data/.done", "data_prep/train.done", "data_prep/dev.done", "phonemize/train.done"):
         assert (tmp_path / "exp" / marker).is_file(), out

@@ -205,13 +205,12 @@ system_config() {
 for _s in $systems; do
   [[ "$_s" =~ ^(latentlm|valle)(_[A-Za-z0-9_]+)?$ ]] \
     || die "--systems: '$_s' is not a LatentLM or VALL-E system (latentlm, valle, latentlm_NAME, valle_NAME)"
-  [ -f "$(system_config "$_s")" ] || die "--systems: no config $(system_config "$_s") for system $_s"
 done
 lm_systems=$(for _s in $systems; do case $_s in latentlm*) printf '%s ' "$_s" ;; esac; done)
 valle_systems=$(for _s in $systems; do case $_s in valle*) printf '%s ' "$_s" ;; esac; done)
 [ "$run_baseline" = true ] || valle_systems=""
 systems=$(echo $lm_systems $valle_systems)
-is_pointer() { grep -Eq '^[[:space:]]*alignment:[[:space:]]*pointer' "$(system_config "$1")"; }
+is_pointer() { grep -Eqs '^[[:space:]]*alignment:[[:space:]]*pointer' "$(system_config "$1")"; }
 need_durations=false
 for _s in $systems; do is_pointer "$_s" && need_durations=true; done
 

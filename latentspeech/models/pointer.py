@@ -35,9 +35,10 @@ from typing import NamedTuple, Protocol, Sequence
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
 from .transformer import Transformer, TransformerConfig
 
-__all__ = ["PointerSettings", "PhonePointer", "PointerInputs", "PointerTables", "PointerWalk", "pointer_tables",
+__all__ = ["PointerSettings", "validate_alignment", "PhonePointer", "PointerInputs", "PointerTables", "PointerWalk", "pointer_tables",
            "hold_limits"]
 
 
@@ -51,6 +52,16 @@ class PointerSettings(Protocol):
     silent_token_ids: Sequence[int]
     max_hold_frames: int
     pause_token_ids: Sequence[int]
+
+
+def validate_alignment(cfg, name: str) -> None:
+    """The alignment switch and pointer fields of a model config (``name``: its prefix in errors)."""
+    if cfg.alignment not in ("attention", "pointer"):
+        raise ConfigError(f"{name}: alignment must be 'attention' or 'pointer', got {cfg.alignment!r}")
+    if cfg.alignment == "pointer" and (cfg.max_phone_frames < 1 or cfg.phone_encoder_layers < 1):
+        raise ConfigError(f"{name}: alignment 'pointer' needs max_phone_frames >= 1 and phone_encoder_layers >= 1")
+    if cfg.max_hold_frames < 0:
+        raise ConfigError(f"{name}: max_hold_frames must be >= 0 (0: max_phone_frames), got {cfg.max_hold_frames}")
 
 
 class PointerInputs(NamedTuple):

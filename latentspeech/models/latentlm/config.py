@@ -7,6 +7,7 @@ from typing import Literal
 
 from ...errors import ConfigError
 from ..alignment import default_frames_per_phone, validate_alignment_aids
+from ..pointer import validate_alignment
 from ..diffusion import DiffusionHeadConfig
 from ..transformer import TransformerConfig
 
@@ -91,12 +92,7 @@ class LatentLMConfig:
             raise ConfigError(f"latentlm: need input_noise >= 0 and 0 <= input_dropout < 1 "
                               f"(got {self.input_noise}, {self.input_dropout})")
         validate_alignment_aids(self, "latentlm", "Transformer", self.transformer.n_layers)
-        if self.alignment not in ("attention", "pointer"):
-            raise ConfigError(f"latentlm: alignment must be 'attention' or 'pointer', got {self.alignment!r}")
-        if self.alignment == "pointer" and (self.max_phone_frames < 1 or self.phone_encoder_layers < 1):
-            raise ConfigError("latentlm: alignment 'pointer' needs max_phone_frames >= 1 and phone_encoder_layers >= 1")
-        if self.max_hold_frames < 0:
-            raise ConfigError(f"latentlm: max_hold_frames must be >= 0 (0: max_phone_frames), got {self.max_hold_frames}")
+        validate_alignment(self, "latentlm")
         if not self.transformer.causal:
             raise ConfigError("latentlm: the Transformer must be causal")
         self.head_config().validate()

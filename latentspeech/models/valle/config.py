@@ -23,6 +23,7 @@ import torch
 
 from ...errors import ConfigError
 from ..alignment import default_frames_per_phone, validate_alignment_aids
+from ..pointer import validate_alignment
 from ..transformer import TransformerConfig
 
 __all__ = ["VALLEConfig"]
@@ -85,12 +86,7 @@ class VALLEConfig:
         if self.nar.causal:
             raise ConfigError("valle.nar.causal must be false (the NAR stage sees the whole utterance)")
         validate_alignment_aids(self, "valle", "AR Transformer", self.ar.n_layers)
-        if self.alignment not in ("attention", "pointer"):
-            raise ConfigError(f"valle: alignment must be 'attention' or 'pointer', got {self.alignment!r}")
-        if self.alignment == "pointer" and (self.max_phone_frames < 1 or self.phone_encoder_layers < 1):
-            raise ConfigError("valle: alignment 'pointer' needs max_phone_frames >= 1 and phone_encoder_layers >= 1")
-        if self.max_hold_frames < 0:
-            raise ConfigError(f"valle: max_hold_frames must be >= 0 (0: max_phone_frames), got {self.max_hold_frames}")
+        validate_alignment(self, "valle")
         if self.frames_per_phone is not None and self.frames_per_phone <= 0:
             raise ConfigError(f"valle: frames_per_phone must be positive, got {self.frames_per_phone}")
         if not 1 <= self.min_frames <= self.max_frames or self.guard_min_frames < 0:

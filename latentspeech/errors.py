@@ -27,3 +27,10 @@ class CheckpointError(LatentSpeechError):
 
 class DataDirError(LatentSpeechError):
     """A Kaldi data directory that is missing or malformed."""
+
+
+class VoiceError(LatentSpeechError, KeyError):
+    """A registered voice name that does not exist (``TTS.remove_voice``, a server's ``voice``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

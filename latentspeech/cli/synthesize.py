@@ -1,4 +1,15 @@
-"""CLI: ``latentspeech synthesize`` (text + prompt → wav) and ``latentspeech demo`` (what `make demo` runs)."""
+"""CLI: ``latentspeech synthesize`` (text + prompt → wav) and ``latentspeech demo`` (what `make demo` runs).
+
+``synthesize --stream`` writes the audio to stdout while it is generated, for a player reading a pipe:
+
+    latentspeech synthesize --text "Hello there." --prompt voice.wav --stream | aplay
+    latentspeech synthesize --text-file book.txt --prompt voice.wav --stream | ffplay -nodisp -autoexit -
+    latentspeech synthesize --text "Hello." --prompt voice.wav --stream --stream-format pcm | \
+        sox -t raw -r 16000 -e signed -b 16 -c 1 - -d
+
+(``wav``: a WAV header of open length, then 16-bit PCM; ``pcm``: the samples alone, 16-bit little-endian
+mono at the model's rate.) Messages go to stderr; ``-o`` also saves the whole audio when it ends.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +27,12 @@ def register(sub) -> None:
     src.add_argument("--text", help="text to speak ('-' reads stdin)")
     src.add_argument("--text-file", metavar="F", help="read the text from file F (long text is split into sentences)")
     p.add_argument("--prompt", required=True, metavar="WAV", help="speaker prompt audio (wav/flac/ogg, >= 1 s)")
-    p.add_argument("-o", "--out", default="out.wav", metavar="OUT.wav", help="output audio file (default: out.wav)")
+    p.add_argument("-o", "--out", default=None, metavar="OUT.wav",
+                   help="output audio file (default: out.wav; with --stream: none unless given)")
+    p.add_argument("--stream", action="store_true",
+                   help="write the audio to stdout while it is generated (pipe it into aplay, ffplay -, sox -d)")
+    p.add_argument("--stream-format", choices=("wav", "pcm"), default="wav",
+                   help="with --stream: wav (header of open length + 16-bit PCM, default) or pcm (raw s16le)")
     p.add_argument("--model", default=None, metavar="M", help="bundled model name or model dir (default: latentlm-demo)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="diffusion sampler steps per frame (1-20)")
     p.add_argument("--cfg", type=float, default=None, metavar="F", help="classifier-free guidance scale (1 = off)")
@@ -76,20 +92,57 @@ def run_synthesize(args) -> int:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.candidates is not None and not 1 <= args.candidates <= 16:
         raise ConfigError(f"--candidates must be between 1 and 16, got {args.candidates}")
+    if args.stream and sys.stdout.isatty():
+        raise ConfigError("--stream writes audio to stdout, which is a terminal here: pipe it (| aplay) or use -o")
     set_threads(args.threads)
     text = read_text(args)
     t0 = time.perf_counter()
     tts = TTS.from_pretrained(args.model, device=args.device)
     loaded(args)
     t1 = time.perf_counter()
-    path = tts.speak_to_file(args.out, text, prompt=args.prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
-                             temperature=args.temperature, batch_size=args.batch_size, candidates=args.candidates)
+    if args.stream:
+        return stream_to_stdout(tts, text, args, t0, t1)
+    path = tts.speak_to_file(args.out or "out.wav", text, prompt=args.prompt, steps=args.steps, cfg=args.cfg,
+                             seed=args.seed, temperature=args.temperature, batch_size=args.batch_size,
+                             candidates=args.candidates)
     t2 = time.perf_counter()
     import soundfile as sf
 
     dur = sf.info(str(path)).duration
     print(f"wrote {path} ({dur:.2f} s of audio; load {t1 - t0:.2f} s, synthesis {t2 - t1:.2f} s, "
           f"RTF {(t2 - t1) / max(dur, 1e-9):.2f})")
+    return 0
+
+
+def stream_to_stdout(tts, text: str, args, t0: float, t1: float) -> int:
+    """``synthesize --stream``: chunks to stdout as they come (``--candidates`` does not apply: one draw)."""
+    import numpy as np
+
+    from ..audio import save_audio
+    from ..audio.pcm import pcm16, wav_header
+    from ..errors import ConfigError
+
+    if args.candidates not in (None, 1):
+        raise ConfigError("--stream draws one candidate per sentence: leave --candidates out")
+    chunks = tts.stream(text, prompt=args.prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                        temperature=args.temperature)
+    out = sys.stdout.buffer
+    if args.stream_format == "wav":
+        out.write(wav_header(tts.sample_rate))
+    kept, first, n = [], None, 0
+    for chunk in chunks:
+        out.write(pcm16(chunk))
+        out.flush()
+        first = time.perf_counter() if first is None else first
+        n += len(chunk)
+        if args.out:
+            kept.append(chunk)
+    t2 = time.perf_counter()
+    saved = ""
+    if args.out:
+        saved = f" and {save_audio(args.out, np.concatenate(kept) if kept else np.zeros(0, np.float32), tts.sample_rate)}"
+    print(f"streamed {n / tts.sample_rate:.2f} s of audio to stdout{saved} (load {t1 - t0:.2f} s, first audio "
+          f"after {(first or t2) - t1:.2f} s, synthesis {t2 - t1:.2f} s)", file=sys.stderr)
     return 0
 
 

@@ -2,8 +2,12 @@
 
 A model directory's ``config.yaml`` names its ``kind``; :data:`BACKENDS` maps a kind to the class that
 runs it (``"module:Class"``, imported on first use). A backend implements ``load(path, device)``
-(classmethod), ``sample_rate``, ``max_prompt_seconds``, ``device`` and ``synthesize(sentences,
-prompt_wav, steps=, cfg=, temperature=, generator=, batch_size=, progress=) -> list[np.ndarray]``.
+(classmethod), ``sample_rate``, ``max_prompt_seconds``, ``device``, ``encode_prompt(wav)`` (prepared
+prompt audio → whatever its model reads: latents, codes), ``check(sentences, prompt)`` (the text checks
+that depend on the model, before anything is generated) and ``synthesize(sentences, prompt, steps=,
+cfg=, temperature=, generator=, batch_size=, progress=) -> list[np.ndarray]`` with an encoded prompt.
+``stream(sentences, prompt, ...)`` yields audio chunks; the base class yields each sentence whole, the
+LatentLM backend a few frames at a time.
 ``latentlm`` (:mod:`.latentlm`) and ``valle`` (:mod:`.valle`, the VALL-E baseline) are built in;
 others plug in with :func:`register_backend`.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from ..errors import CheckpointError
 
@@ -59,3 +64,12 @@ class SpeechBackend:
     @property
     def max_prompt_seconds(self) -> float:
         return float(self.model.cfg.max_prompt_seconds)
+
+    def check(self, sentences: Sequence[str], prompt) -> None:
+        """Raise :class:`~latentspeech.errors.TextError` for a sentence this model cannot speak."""
+
+    def stream(self, sentences: Sequence[str], prompt, *, generator=None, **options) -> Iterator:
+        """Audio chunks of the sentences, in order, without pauses: here each sentence whole, as
+        :meth:`synthesize` makes it one at a time (a backend that can do better overrides this)."""
+        for s in sentences:
+            yield from self.synthesize([s], prompt, generator=generator, batch_size=1, progress=False, **options)

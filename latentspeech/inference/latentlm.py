@@ -2,12 +2,16 @@
 
 With a ``recognizer/`` in the model dir it draws several candidates of each sentence in one batch and
 keeps the one the recognizer reads best (:func:`latentspeech.models.recognizer.best_candidates`).
+
+:meth:`LatentLMBackend.stream` yields the audio of one sentence while it is generated: every token goes
+to a :class:`~latentspeech.models.codec.streaming.StreamingDecoder` as soon as it is sampled (one
+candidate: picking among several needs whole sentences).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -68,9 +72,32 @@ class LatentLMBackend(SpeechBackend):
         z = self.codec.normalize(self.codec.encode(x))  # [1, D, P]
         return z[0].transpose(0, 1).contiguous()
 
-    def synthesize(self, sentences: Sequence[str], prompt_wav: np.ndarray, *, steps: int | None = None,
+    def phone_ids(self, sentences: Sequence[str], prompt) -> list[list[int]]:
+        """The sentences' phone ids, checked against the room the encoded ``prompt`` leaves."""
+        ids = self.frontend.encode_batch(list(sentences))
+        room = self.room(prompt)
+        for s, p in zip(sentences, ids):
+            if len(p) >= room:
+                raise TextError(f"sentence too long for this model ({len(p)} phones, max {room}): {s[:40]!r}...")
+        return ids
+
+    def check(self, sentences: Sequence[str], prompt) -> None:
+        self.phone_ids(sentences, prompt)
+
+    def room(self, prompt) -> int:
+        """Sequence slots left for phones and speech after the encoded ``prompt`` [P, D] (and BOS/EOS)."""
+        prompt_tokens = -(-prompt.shape[0] // self.model.cfg.patch_size)  # frames grouped into tokens
+        return self.model.cfg.transformer.max_seq_len - prompt_tokens - 2
+
+    def options(self, steps, cfg, temperature) -> dict:
+        """The sampler options of a call, the model's recommendations where ``None``."""
+        return dict(steps=steps or self.default_steps, cfg_scale=self.default_cfg if cfg is None else float(cfg),
+                    temperature=self.default_temperature if temperature is None else float(temperature))
+
+    def synthesize(self, sentences: Sequence[str], prompt, *, steps: int | None = None,
                    cfg: float | None = None, temperature: float | None = None, generator=None, batch_size: int = 8,
                    progress: bool | None = None, candidates: int | None = None) -> list[np.ndarray]:
+        """One waveform per sentence; ``prompt``: latents from :meth:`encode_prompt`."""
         import torch
         from tqdm.auto import tqdm
 
@@ -81,29 +108,23 @@ class LatentLMBackend(SpeechBackend):
             raise ConfigError(f"candidates must be >= 1, got {n_cand}")
         if n_cand > 1 and self.recognizer is None:
             raise ConfigError(f"{self.path}: this model has no {RECOGNIZER}/ to choose among candidates: use candidates=1")
-        steps = steps or self.default_steps
-        cfg = self.default_cfg if cfg is None else float(cfg)
-        temperature = self.default_temperature if temperature is None else float(temperature)
-        ids = self.frontend.encode_batch(list(sentences))
-        prompt = self.encode_prompt(prompt_wav)
-        prompt_tokens = -(-prompt.shape[0] // self.model.cfg.patch_size)  # frames grouped into tokens
-        room = self.model.cfg.transformer.max_seq_len - prompt_tokens - 2
-        for s, p in zip(sentences, ids):
-            if len(p) >= room:
-                raise TextError(f"sentence too long for this model ({len(p)} phones, max {room}): {s[:40]!r}...")
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
+        opts = self.options(steps, cfg, temperature)
+        ids = self.phone_ids(sentences, prompt)
+        room = self.room(prompt)
+        per_batch = max(1, batch_size // n_cand)  # sentences per batch: each takes n_cand rows
+        # similar lengths share a batch; one at a time, the text's order
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if per_batch > 1 else list(range(len(ids)))
         out: list[np.ndarray | None] = [None] * len(ids)
         # progress=None: a bar for several sentences on a terminal (tqdm's disable=None: off when not a TTY)
         bar = tqdm(total=len(ids), unit="sent", disable=(True if len(ids) <= 1 else None) if progress is None
                    else not progress, desc="synthesizing")
-        per_batch = max(1, batch_size // n_cand)  # sentences per batch: each takes n_cand rows
         with torch.inference_mode():
             for k in range(0, len(order), per_batch):
                 rows = order[k : k + per_batch]
                 batch = [ids[i] for i in rows]
                 cap = room - max(len(b) for b in batch)
-                gen = self.model.generate([b for b in batch for _ in range(n_cand)], prompt, steps=steps, cfg_scale=cfg,
-                                          temperature=temperature, generator=generator, max_frames=cap)
+                gen = self.model.generate([b for b in batch for _ in range(n_cand)], prompt, generator=generator,
+                                          max_frames=cap, **opts)
                 chosen = best_candidates(self.recognizer, gen.latents, batch, n_cand)  # the clearest per sentence
                 for i, z in zip(rows, chosen):
                     if z.shape[0] == 0:
@@ -114,3 +135,35 @@ class LatentLMBackend(SpeechBackend):
                 bar.update(len(rows))
         bar.close()
         return out  # type: ignore[return-value]
+
+    def stream(self, sentences: Sequence[str], prompt, *, steps: int | None = None, cfg: float | None = None,
+               temperature: float | None = None, generator=None, candidates: int | None = None) -> Iterator[np.ndarray]:
+        """Audio chunks of the sentences, in order, while they are generated (one candidate each: the
+        same draws as :meth:`synthesize` with ``batch_size=1, candidates=1``)."""
+        import torch
+
+        from ..models.codec.streaming import StreamingDecoder
+        from ..models.latentlm.generation import TokenSteps
+        from ..models.latentlm.layout import unpatchify
+
+        if candidates not in (None, 1):
+            raise ConfigError(f"streaming draws one candidate per sentence, got candidates={candidates}")
+        opts = self.options(steps, cfg, temperature)
+        ids = self.phone_ids(sentences, prompt)
+        room, p = self.room(prompt), self.model.cfg.patch_size
+        for phones in ids:
+            steps_iter = iter(TokenSteps(self.model, [phones], prompt, generator=generator,
+                                         max_frames=room - len(phones), **opts))
+            decoder = StreamingDecoder(self.codec)
+            while True:
+                with torch.inference_mode():  # not across the yield: the caller's code runs outside it
+                    step = next(steps_iter, None)
+                    if step is None:
+                        chunk = decoder.flush()
+                    else:
+                        frames = unpatchify(step.tokens[:1], p)[: int(step.frames[0])]  # [n, D] normalised
+                        chunk = decoder.push(self.codec.denormalize(frames.transpose(0, 1)[None])[0])
+                if chunk.size:
+                    yield chunk
+                if step is None:
+                    break

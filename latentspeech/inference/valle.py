@@ -27,6 +27,8 @@ class VALLEBackend(SpeechBackend):
     phones → AR (sampled: temperature, top-k, top-p, repetition-aware) + NAR (greedy) → codes → the dir's own
     ``codec/`` → waveform. The prompt is encoded once into RVQ codes. ``steps`` and ``cfg`` are
     LatentLM's options and are ignored here, so one decoding command line serves both systems.
+    :meth:`stream` yields each sentence whole: the NAR stage reads a sentence's whole first-level codes
+    before any audio exists.
     """
 
     kind = "valle"
@@ -58,26 +60,34 @@ class VALLEBackend(SpeechBackend):
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self.device)
         return self.codec.encode_codes(x)[0, : self.model.cfg.num_quantizers]
 
-    def synthesize(self, sentences: Sequence[str], prompt_wav, *, steps: int | None = None, cfg: float | None = None,
+    def room(self) -> int:
+        return min(self.model.cfg.ar.max_seq_len, self.model.cfg.nar.max_seq_len)
+
+    def check(self, sentences: Sequence[str], prompt=None) -> list[list[int]]:
+        """The sentences' phone ids, each checked: not empty, shorter than the models' context."""
+        ids = self.frontend.encode_batch(list(sentences))
+        room = self.room()
+        for s, p in zip(sentences, ids):
+            if not p:
+                raise TextError(f"no phones for the sentence {s[:40]!r}")
+            if len(p) >= room:
+                raise TextError(f"sentence too long for this model ({len(p)} phones, max {room - 1}): {s[:40]!r}...")
+        return ids
+
+    def synthesize(self, sentences: Sequence[str], prompt, *, steps: int | None = None, cfg: float | None = None,
                    temperature: float | None = None, generator: torch.Generator | None = None, batch_size: int = 8,
                    progress: bool | None = None, candidates: int | None = None) -> list:
-        """One waveform (float32 numpy) per sentence; sentences of similar length share a batch."""
+        """One waveform (float32 numpy) per sentence; ``prompt``: codes from :meth:`encode_prompt`;
+        sentences of similar length share a batch."""
         from tqdm.auto import tqdm
 
         if candidates not in (None, 1):
             raise ConfigError(f"the VALL-E baseline draws one candidate per sentence, got candidates={candidates}")
 
         temperature = 1.0 if temperature is None else float(temperature)  # AR code sampling
-        ids = self.frontend.encode_batch(list(sentences))
-        prompt = self.encode_prompt(prompt_wav)
-        mcfg = self.model.cfg
-        room = min(mcfg.ar.max_seq_len, mcfg.nar.max_seq_len)
-        for s, p in zip(sentences, ids):
-            if not p:
-                raise TextError(f"no phones for the sentence {s[:40]!r}")
-            if len(p) >= room:
-                raise TextError(f"sentence too long for this model ({len(p)} phones, max {room - 1}): {s[:40]!r}...")
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        ids = self.check(sentences)
+        room = self.room()
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if batch_size > 1 else list(range(len(ids)))
         out: list = [None] * len(ids)
         bar = tqdm(total=len(ids), unit="sent", disable=(len(ids) <= 1) if progress is None else not progress,
                    desc="synthesizing")

@@ -190,11 +190,21 @@ class Decoder(nn.Module):
                 voiced: torch.Tensor | None = None) -> tuple[torch.Tensor, PitchPrediction | None]:
         """``f0``/``voiced [B, F · prod(upsample)]``: the source's F0 (Hz) and voicing weight (default 1),
         in place of the predicted ones (harmonic decoders only)."""
+        return self.render(self.features(z), f0, voiced)
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """The ConvNeXt trunk: latents ``[B, latent_dim, F]`` → ``[B, dim, F · prod(upsample)]``."""
         x = self.embed_norm(self.embed(z))
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i < len(self.ups):
                 x = self.ups[i](x)
+        return x
+
+    def render(self, x: torch.Tensor, f0: torch.Tensor | None = None, voiced: torch.Tensor | None = None,
+               phase_offset: torch.Tensor | float | None = None) -> tuple[torch.Tensor, PitchPrediction | None]:
+        """Trunk features → waveform (the pitch read-out and harmonic source, then the iSTFT head);
+        ``phase_offset``: the source's phase before the first sample (:func:`.source.harmonic_excitation`)."""
         if self.pitch is None:
             return self.head(x), None
         pred = self.read_pitch(x)
@@ -202,5 +212,5 @@ class Decoder(nn.Module):
             f0, voiced = torch.exp(pred.log_f0.detach()), torch.sigmoid(pred.voiced_logit.detach())
         elif voiced is None:
             voiced = torch.ones_like(f0)
-        source = self.head.stft(harmonic_excitation(f0, voiced, self.frame_hop, self.sample_rate))
-        return self.head(x, source), pred
+        excitation = harmonic_excitation(f0, voiced, self.frame_hop, self.sample_rate, phase_offset)
+        return self.head(x, self.head.stft(excitation)), pred

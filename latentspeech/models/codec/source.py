@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["harmonic_excitation"]
+__all__ = ["harmonic_excitation", "phase_increments"]
 
 
 def _to_samples(x: torch.Tensor, hop: int) -> torch.Tensor:
@@ -28,12 +28,23 @@ def _to_samples(x: torch.Tensor, hop: int) -> torch.Tensor:
     return F.interpolate(x[:, None].float(), scale_factor=hop, mode="linear", align_corners=False)[:, 0]
 
 
-def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop: int, sample_rate: int) -> torch.Tensor:
-    """Band-limited pulse train following ``f0 [B, L]`` (Hz), scaled by ``voiced [B, L]``; phase 0 at the start."""
+def phase_increments(f0: torch.Tensor, hop: int, sample_rate: int) -> torch.Tensor:
+    """The pulse train's phase step at every sample (radians, float64) for ``f0 [B, L]`` (Hz): ``[B, L · hop]``."""
+    return _to_samples(f0.clamp(min=1.0), hop).double() * (2 * math.pi / sample_rate)
+
+
+def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop: int, sample_rate: int,
+                        phase_offset: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Band-limited pulse train following ``f0 [B, L]`` (Hz), scaled by ``voiced [B, L]``.
+
+    The phase starts at ``phase_offset`` (radians, float or ``[B]``; default 0) before the first sample:
+    a streaming decoder continues the phase of the samples it has already played."""
     f0_s = _to_samples(f0.clamp(min=1.0), hop)
     gate = _to_samples(voiced, hop).clamp(0.0, 1.0)
     # phase accumulates in float64: float32 drifts audibly over tens of seconds of samples
-    phase = torch.cumsum(f0_s.double() * (2 * math.pi / sample_rate), dim=-1)
+    phase = torch.cumsum(phase_increments(f0, hop, sample_rate), dim=-1)
+    if phase_offset is not None:
+        phase = phase + torch.as_tensor(phase_offset, dtype=torch.float64, device=phase.device).reshape(-1, 1)
     phase = torch.remainder(phase, 2 * math.pi).float()
     k = (torch.ceil(0.5 * sample_rate / f0_s) - 1).clamp(min=1.0)  # harmonics strictly below Nyquist
     half = torch.sin(0.5 * phase)

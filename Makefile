@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "== installing latentspeech and its pinned dependencies into $(VENV) (a few minutes on a fresh machine)"
 	$(PIP) install -qq --upgrade "pip>=23"
-	$(PIP) install -qq -c constraints.txt -e '.[eval,test]'
+	$(PIP) install -qq -c constraints.txt -e '.[eval,test,serve]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -23,7 +23,7 @@ ORDER: list[list[str]] = [
     ["data"],
     ["models"],
     ["train", "inference", "api"],
-    ["eval"],
+    ["eval", "server"],
     ["cli"],
     ["__main__", ""],  # the package itself (its lazy ``TTS``) and ``python -m latentspeech``
 ]

@@ -3,7 +3,7 @@
 #   espeak-ng: the phonemizer backend (and synthetic voices of the demo corpus)
 #   flite:     more synthetic voices for the demo corpus
 #   sox:       audio utilities used by recipes
-#   chromium, chromium-driver: headless browser for the HTML report test
+#   chromium, chromium-driver: headless browser for the HTML report and server page tests
 set -euo pipefail
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)

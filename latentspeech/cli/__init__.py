@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "latentspeech.cli.train",  # train latentlm / valle
     "latentspeech.cli.recognizer",  # recognizer (picks the clearest of a LatentLM's candidates)
     "latentspeech.cli.eval",  # eval
+    "latentspeech.cli.serve",  # serve (the local speech server)
 ]
 
 

@@ -30,14 +30,6 @@ needs_bundle = pytest.mark.skipif(not (bundled_path("latentlm-demo") / "model.sa
                                   reason="the bundled latentlm-demo is not installed")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_codec(source: str) -> AudioCodec:
     torch.manual_seed(0)
     decoder = {"dim": 16, "blocks": [1, 2, 1], "source": source}

@@ -155,14 +155,41 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # keys merged in (<<: *anchor) may be overridden, as YAML intends
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(f"duplicate key {key!r} at line {line} (first at line {seen[key]})")
+                    seen[key] = line
+                except TypeError:
+                    continue  # an unhashable key: the base loader reports it
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML (or JSON) mapping with ``yaml.safe_load`` (never executes tags)."""
+    """Read a YAML (or JSON) mapping safely (never executes tags); a key given twice in one mapping
+    is a :class:`ConfigError` (plain YAML would silently keep the last one)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
     if data is None:

@@ -12,13 +12,15 @@
 #   stage 2  phonemize: latentspeech phonemize --data-dir                 -> $dumpdir/raw/<set>/phones
 #   stage 3  train the σ-VAE codec (or --pretrained-codec NAME|DIR)       -> $expdir/codec/model
 #            (+ --codec-finetune-config: a decoder-only fine-tune)         -> $expdir/codec_ft/model
-#   stage 4  extract latents of every set                                 -> $dumpdir/latents/<set>
+#   stage 4  extract latents of every set, --extract-nj jobs each         -> $dumpdir/latents/<set>
+#            (job J: an utterance range -> split<N>/J, resumable; then the job indices are merged)
 #   stage 5  train LatentLM (pointer configs: phone durations first)      -> $expdir/<system>/model
 #            + the phone recognizer that picks among its candidates       -> $expdir/latentlm/model/recognizer
 #   stage 6  VALL-E baseline: RVQ codec (+ --codec-rvq-finetune-config), codes, AR+NAR model -> $expdir/{codec_rvq,<system>}/model
-#   stage 7  decode the evaluation protocols with both systems            -> $expdir/decode/<unit>/<system>/wav
-#            (ref-utt prompts on each test set; --cross-sets P:T: voices of P reading sentences of T)
-#   stage 8  evaluate (WER, SIM) incl. ground truth, side-by-side table   -> $expdir/decode/<unit>/summary.tsv, report/
+#   stage 7  decode the evaluation protocols with both systems            -> $expdir/decode/<set>/<protocol>/<system>/wav
+#            (--eval-protocols on each test set, default ref-utt and prefix-3s; --cross-sets P:T: voices of P
+#            reading sentences of T, in $expdir/decode/P_voices_T_text/cross)
+#   stage 8  evaluate (WER, SIM) incl. ground truth, side-by-side table   -> $expdir/decode/<set>/<protocol>/summary.tsv, report/
 #   stage 9  package model dirs (safetensors + config + model card)       -> $expdir/packed/<name>
 set -euo pipefail
 
@@ -37,7 +39,12 @@ die() { echo "tts.sh: error: $*" >&2; exit 1; }
 stage=0                 # first stage to run
 stop_stage=9            # last stage to run
 nj=4                    # parallel jobs for decoding
-ngpu=1                  # GPUs per training job (0: CPU), passed to the job runner as --gpu
+extract_nj=1            # stages 4 and 6: latent/code extraction jobs per set (one utterance range and GPU each)
+extract_num_workers=2   # stages 4 and 6: DataLoader workers decoding audio in each extraction job
+extract_dtype=float32   # stages 4 and 6: encoder precision (float16/bfloat16 on GPUs; stored latents are float32)
+extract_args=""         # extra arguments of `latentspeech codec extract` (e.g. "--batch-seconds 300")
+ngpu=1                  # GPUs per node of a training job whose config says trainer.devices: auto (0: CPU); a
+                        # training job asks the runner for its config's devices x num_nodes (one task per device)
 smoke=false             # tiny configs (from $conf_dir/smoke) for a quick run through every stage
 datadir=data            # Kaldi data dirs (written by local/data.sh)
 dumpdir=dump            # checked data dirs, phones, latents, codes
@@ -79,7 +86,13 @@ systems=""              # the systems stages 5-9 train, decode and score (defaul
                         # "latentlm latentlm_attention valle valle_attention" is the 2 x 2 of RESULTS.md
 cross_sets=""           # extra evaluations "PROMPTSET:TEXTSET ...": voices of one set read sentences of another
 cross_num_utts=100      # rows per cross evaluation
-eval_mode=ref-utt       # evaluation prompts: ref-utt (another utterance of the speaker) or prefix (its first 3 s)
+eval_protocols="ref-utt prefix-3s"  # the named protocols of each test set (latentspeech eval protocol): ref-utt (prompt =
+                        # another utterance of the speaker), prefix-3s (prompt = its first 3 s, scored on the continuation)
+eval_alignments=""      # prefix-3s: word alignments of the test sets (Kaldi CTM or LibriSpeech alignments format);
+                        # without them the continuation's words are estimated from the text
+eval_f5_list=""         # also the f5-cross-sentence protocol: F5-TTS's librispeech_pc_test_clean_cross_sentence.lst
+decode_device=auto      # stage 7: torch device of the decoding jobs (auto: GPU (J-1) mod count when CUDA is visible)
+eval_device=auto        # stage 8: device of the ASR and speaker models (auto: cuda when available)
 eval_min_dur=4.0        # evaluation protocol: target utterances of 4-10 s (VALL-E 2 protocol)
 eval_max_dur=10.0
 eval_num_utts=0         # 0: every eligible utterance; N: a seeded random subset of N
@@ -98,7 +111,8 @@ help_message="Usage: recipes/tts.sh [options]   (run from egs/<corpus>/tts1 by i
                                4 latents, 5 LatentLM, 6 VALL-E, 7 decode, 8 evaluate, 9 package)
   --smoke true                 tiny configs from \$conf_dir/smoke/ (and local/data.sh --smoke true if
                                the recipe passes it)
-  --nj N  --ngpu N             parallel decoding jobs; GPUs per training job
+  --nj N  --ngpu N             parallel decoding jobs; GPUs per node for trainer.devices: auto
+  --extract-nj N               stages 4/6: extraction jobs per set (--extract-num-workers, --extract-dtype)
   --datadir/--dumpdir/--expdir where stage outputs go (default data, dump, exp)
   --train-set/--valid-set/--test-sets/--codec-train-sets   set names under \$datadir
   --extra-train-sets 'S[:N] ...'  N copies of set S join the LM training set
@@ -108,6 +122,8 @@ help_message="Usage: recipes/tts.sh [options]   (run from egs/<corpus>/tts1 by i
   --systems 'S ...'            the systems of stages 5-9 (default 'latentlm valle'); e.g. the 2 x 2 of
                                alignment x latents: 'latentlm latentlm_attention valle valle_attention'
   --synth-draws N              stage 7 synthesizes each utterance N times (seeds seed..seed+N-1), stage 8 pools them
+  --eval-protocols 'P ...'     the protocols of each test set (default 'ref-utt prefix-3s'; --eval-alignments FILE
+                               for prefix-3s, --eval-f5-list LST adds f5-cross-sentence) -> exp/decode/<set>/<protocol>
   see the comments at the top of recipes/tts.sh for every option and output"
 
 cmdline="$0 $*"
@@ -122,6 +138,7 @@ latentlm_config=${latentlm_config:-$conf_dir/latentlm.yaml}
 valle_config=${valle_config:-$conf_dir/valle.yaml}
 codec_train_sets=${codec_train_sets:-$train_set}
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive number, got '$nj'"
+[[ "$extract_nj" =~ ^[1-9][0-9]*$ ]] || die "--extract-nj must be a positive number, got '$extract_nj'"
 [[ "$synth_draws" =~ ^[1-9][0-9]*$ ]] || die "--synth-draws must be a positive number, got '$synth_draws'"
 
 for _e in $extra_train_sets; do
@@ -138,8 +155,18 @@ is_test_set() { case " $test_sets " in *" $1 "*) return 0 ;; esac; return 1; }
 for _c in $cross_sets; do
   [[ "$_c" =~ ^[^:]+:[^:]+$ ]] || die "--cross-sets takes PROMPTSET:TEXTSET pairs, got '$_c'"
 done
-# evaluation units: a test set (ref-utt protocol, ground truth known) or a cross pair
-eval_units=$(for t in $test_sets; do echo "$t"; done; for c in $cross_sets; do echo "${c%%:*}_voices_${c##*:}_text"; done)
+# evaluation dirs UNIT/PROTOCOL under $expdir/decode: each test set with each named protocol (ground truth known),
+# and each cross pair with the protocol "cross" (utils/cross_protocol.py)
+test_protocols=$(printf '%s\n' $eval_protocols $([ -n "$eval_f5_list" ] && echo f5-cross-sentence) | awk 'NF && !seen[$0]++')
+for _p in $test_protocols; do
+  case $_p in
+    ref-utt|prefix-3s) ;;
+    f5-cross-sentence) [ -n "$eval_f5_list" ] || die "--eval-protocols: f5-cross-sentence needs --eval-f5-list LST" ;;
+    *) die "--eval-protocols: unknown protocol '$_p' (ref-utt, prefix-3s, f5-cross-sentence)" ;;
+  esac
+done
+eval_dirs=$(for t in $test_sets; do for p in $test_protocols; do echo "$t/$p"; done; done
+            for c in $cross_sets; do echo "${c%%:*}_voices_${c##*:}_text/cross"; done)
 cross_of() { local c; for c in $cross_sets; do [ "${c%%:*}_voices_${c##*:}_text" = "$1" ] && echo "$c"; done; return 0; }
 
 # ---------------------------------------------------------------------------------------------
@@ -292,25 +319,38 @@ train_model() {
   if [ -f "$out/checkpoints/last.ckpt" ]; then
     resume=(--resume); log "  $name: resuming from $out/checkpoints/last.ckpt"
   fi
-  log "  $name: training, log in $out/log/train.log"
-  $cuda_cmd --gpu "$ngpu" "$out/log/train.log" "$@" "${resume[@]}" \
+  # the job asks for what the trainer settings (config + --set/--devices/... in the command) use
+  local res
+  res=$("$@" --print-resources --gpus-if-auto "$ngpu" | tail -n 1) \
+    || die "stage $st: cannot read the trainer settings of $name (the error is above)"
+  log "  $name: training ($res), log in $out/log/train.log"
+  # shellcheck disable=SC2086
+  $cuda_cmd $res "$out/log/train.log" "$@" "${resume[@]}" \
     || die "stage $st: training $name failed, see $out/log/train.log"
   need_model "$st" "$out/model"
   mark_done "$marker" "$key"
 }
 
-# extract STAGE MODEL KIND SET...: latents (KIND=latents) or RVQ codes (KIND=codes) of each set
+# extract STAGE MODEL KIND SET...: latents (KIND=latents) or RVQ codes (KIND=codes) of each set, split over
+# $extract_nj jobs of the job runner (job J: the J-th range of the set's utterances -> $dumpdir/KIND/SET/split<N>/J,
+# resumable), then merged into one store index
 extract() {
   local st=$1 model=$2 kind=$3 set codes=(); shift 3
   [ "$kind" = codes ] && codes=(--codes)
   for set in "$@"; do
     local in=$dumpdir/raw/$set out=$dumpdir/$kind/$set marker=$expdir/extract_$kind/$set.done key
+    local logdir=$expdir/extract_$kind/log
     [ -f "$in/utt2spk" ] || die "stage $st: no data dir $in (run stage 1)"
     key=$(fingerprint "$expdir/data_prep/$set.done" "$model" "$model/config.yaml" "$model/model.safetensors")
     if is_done "$marker" "$key"; then log "  $kind of $set: done before"; continue; fi
-    $cuda_cmd --gpu "$(( ngpu > 0 ? 1 : 0 ))" "$expdir/extract_$kind/log/$set.log" \
-      latentspeech codec extract --model "$model" "${codes[@]}" "$in" "$out" \
-      || die "stage $st: extracting $kind of $set failed, see $expdir/extract_$kind/log/$set.log"
+    log "  $kind of $set: $extract_nj job(s), logs in $logdir/$set.*.log"
+    # shellcheck disable=SC2086
+    $cuda_cmd --gpu "$(( ngpu > 0 ? 1 : 0 ))" JOB=1:"$extract_nj" "$logdir/$set.JOB.log" \
+      latentspeech codec extract --model "$model" "${codes[@]}" --nj "$extract_nj" --job JOB --no-progress \
+      --num-workers "$extract_num_workers" --dtype "$extract_dtype" $extract_args "$in" "$out" \
+      || die "stage $st: extracting $kind of $set failed, see $logdir/$set.*.log"
+    $train_cmd "$logdir/$set.merge.log" latentspeech codec extract --nj "$extract_nj" --merge "$in" "$out" \
+      || die "stage $st: merging the $kind jobs of $set failed, see $logdir/$set.merge.log"
     mark_done "$marker" "$key"
   done
 }
@@ -463,30 +503,37 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 if stage_on 7; then
-  log "stage 7: decode the evaluation protocols ($systems) -> $expdir/decode"
+  log "stage 7: decode the evaluation protocols ($systems) -> $expdir/decode/<set>/<protocol>"
   need_cli 7 eval protocol
   need_cli 7 synthesize
-  for unit in $eval_units; do
-    ddir=$expdir/decode/$unit
+  for edir in $eval_dirs; do
+    unit=${edir%/*}; proto=${edir##*/}
+    ddir=$expdir/decode/$edir
     cross=$(cross_of "$unit")
     marker=$ddir/protocol.done
-    if [ -z "$cross" ]; then
-      key=$(fingerprint "$expdir/data_prep/$unit.done" "$eval_mode" "$eval_min_dur" "$eval_max_dur" "$eval_num_utts" "$seed")
-    else
+    if [ "$proto" = cross ]; then
       key=$(fingerprint "$expdir/data_prep/${cross%%:*}.done" "$expdir/data_prep/${cross##*:}.done" "$cross_num_utts" "$seed")
+    else
+      key=$(fingerprint "$expdir/data_prep/$unit.done" "$proto" "$eval_min_dur" "$eval_max_dur" "$eval_num_utts" "$seed" \
+        "$([ "$proto" = prefix-3s ] && echo "$eval_alignments")" "$([ "$proto" = f5-cross-sentence ] && echo "$eval_f5_list")")
     fi
     if ! is_done "$marker" "$key"; then
-      if [ -z "$cross" ]; then
-        max_utts=(); [ "$eval_num_utts" -gt 0 ] && max_utts=(--max-utts "$eval_num_utts")
-        $train_cmd "$ddir/log/protocol.log" latentspeech eval protocol --data-dir "$dumpdir/raw/$unit" \
-          --out "$ddir/protocol.tsv" --mode "$eval_mode" --seed "$seed" \
-          --min-seconds "$eval_min_dur" --max-seconds "$eval_max_dur" "${max_utts[@]}" \
-          || die "stage 7: protocol of $unit failed, see $ddir/log/protocol.log"
-        python3 "$utils/make_pairs.py" --ground-truth "$ddir/protocol.tsv" - "$ddir/ground_truth/pairs.tsv" >/dev/null
-      else
+      if [ "$proto" = cross ]; then
         $train_cmd "$ddir/log/protocol.log" python3 "$utils/cross_protocol.py" "$dumpdir/raw/${cross%%:*}" \
           "$dumpdir/raw/${cross##*:}" "$ddir" --num "$cross_num_utts" --seed "$seed" --text-file "$text_file" \
-          || die "stage 7: protocol of $unit failed, see $ddir/log/protocol.log"
+          || die "stage 7: protocol of $edir failed, see $ddir/log/protocol.log"
+      else
+        opts=(--protocol "$proto" --seed "$seed")
+        [ "$eval_num_utts" -gt 0 ] && opts+=(--max-utts "$eval_num_utts")
+        case $proto in
+          f5-cross-sentence) opts+=(--list "$eval_f5_list") ;;
+          *) opts+=(--min-seconds "$eval_min_dur" --max-seconds "$eval_max_dur")
+             [ "$proto" = prefix-3s ] && [ -n "$eval_alignments" ] && opts+=(--alignments "$eval_alignments") ;;
+        esac
+        $train_cmd "$ddir/log/protocol.log" latentspeech eval protocol --data-dir "$dumpdir/raw/$unit" \
+          --out "$ddir/protocol.tsv" "${opts[@]}" \
+          || die "stage 7: protocol $proto of $unit failed, see $ddir/log/protocol.log"
+        python3 "$utils/make_pairs.py" --ground-truth "$ddir/protocol.tsv" - "$ddir/ground_truth/pairs.tsv" >/dev/null
       fi
       mark_done "$marker" "$key"
     fi
@@ -503,15 +550,16 @@ if stage_on 7; then
         # and the recognizer that picks among candidates (attached after training; its config holds their number)
         key=$(fingerprint "$ddir/protocol.done" "$model/model.safetensors" "$model/codec/model.safetensors" \
           "$model/recognizer/model.safetensors" "$model/recognizer/config.yaml" "$decode_args" "$((seed + k))")
-        if is_done "$marker" "$key"; then log "  $sys on $unit${draw:+ ($draw)}: done before"; continue; fi
+        if is_done "$marker" "$key"; then log "  $sys on $edir${draw:+ ($draw)}: done before"; continue; fi
         rm -rf "$sdir/split" "$wdir"; mkdir -p "$sdir/split" "$wdir"
         for ((j = 1; j <= nj; j++)); do : > "$sdir/split/list.$j"; done
         awk -v n="$nj" -v d="$sdir/split" 'NR > 1 { print > (d "/list." ((NR - 2) % n + 1)) }' "$ddir/protocol.tsv"
-        log "  $sys on $unit${draw:+ ($draw, seed $((seed + k)))}: $(($(wc -l < "$ddir/protocol.tsv") - 1)) utterances, $nj jobs, logs in $sdir/log"
+        log "  $sys on $edir${draw:+ ($draw, seed $((seed + k)))}: $(($(wc -l < "$ddir/protocol.tsv") - 1)) utterances, $nj jobs, logs in $sdir/log"
         # shellcheck disable=SC2086
         $decode_cmd JOB=1:"$nj" "$sdir/log/decode$draw.JOB.log" \
-          python3 "$utils/decode_list.py" --model "$model" --seed "$((seed + k))" --engine "$decode_engine" $decode_args \
-          "$sdir/split/list.JOB" "$wdir" || die "stage 7: decoding $unit with $sys failed, see $sdir/log"
+          python3 "$utils/decode_list.py" --model "$model" --seed "$((seed + k))" --engine "$decode_engine" \
+          --device "$decode_device" --job JOB $decode_args \
+          "$sdir/split/list.JOB" "$wdir" || die "stage 7: decoding $edir with $sys failed, see $sdir/log"
         mark_done "$marker" "$key"
       done
       python3 "$utils/make_pairs.py" "$ddir/protocol.tsv" "${wav_dirs[@]}" "$sdir/pairs.tsv" >/dev/null
@@ -521,10 +569,10 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 if stage_on 8; then
-  log "stage 8: evaluate (WER, SIM) -> $expdir/decode/<unit>/summary.tsv and report/index.html"
+  log "stage 8: evaluate (WER, SIM) -> $expdir/decode/<set>/<protocol>/summary.tsv and report/index.html"
   need_cli 8 eval
-  for unit in $eval_units; do
-    ddir=$expdir/decode/$unit
+  for edir in $eval_dirs; do
+    ddir=$expdir/decode/$edir
     [ -f "$ddir/protocol.done" ] || die "stage 8: no protocol in $ddir (run stage 7)"
     results=(); jsons=()
     scored="$systems"; [ -f "$ddir/ground_truth/pairs.tsv" ] && scored="ground_truth $systems"
@@ -536,15 +584,16 @@ if stage_on 8; then
       if ! is_done "$marker" "$key"; then
         # shellcheck disable=SC2086
         $decode_cmd "$sdir/log/eval.log" latentspeech eval --pairs "$sdir/pairs.tsv" --out "$sdir/result.json" \
-          --system "$sys" $eval_args || die "stage 8: evaluating $sys on $unit failed, see $sdir/log/eval.log"
+          --system "$sys" --device "$eval_device" $eval_args \
+          || die "stage 8: evaluating $sys on $edir failed, see $sdir/log/eval.log"
         mark_done "$marker" "$key"
       fi
       results+=("$sys=$sdir/result.json"); jsons+=("$sdir/result.json")
     done
     python3 "$utils/summarize_results.py" --out "$ddir/summary.tsv" "${results[@]}"
     $decode_cmd "$ddir/log/report.log" latentspeech eval report --results "${jsons[@]}" --out "$ddir/report" \
-      || die "stage 8: the HTML report of $unit failed, see $ddir/log/report.log"
-    log "  $unit (report: $ddir/report/index.html):"; sed 's/^/    /' "$ddir/summary.tsv"
+      || die "stage 8: the HTML report of $edir failed, see $ddir/log/report.log"
+    log "  $edir (report: $ddir/report/index.html):"; sed 's/^/    /' "$ddir/summary.tsv"
   done
 fi
 
@@ -559,8 +608,8 @@ if stage_on 9; then
     for sys in $valle_systems; do models+=("$sys=$expdir/$sys/model"); done
   fi
   summaries=()
-  for unit in $eval_units; do
-    [ -f "$expdir/decode/$unit/summary.tsv" ] && summaries+=(--results "$unit=$expdir/decode/$unit/summary.tsv")
+  for edir in $eval_dirs; do
+    [ -f "$expdir/decode/$edir/summary.tsv" ] && summaries+=(--results "$edir=$expdir/decode/$edir/summary.tsv")
   done
   python3 "$utils/package_models.py" --out "$expdir/packed" --recipe "$PWD" --dtype "$package_dtype" \
     --train-data "$dumpdir/raw/$train_set" "${summaries[@]}" "${models[@]}" \

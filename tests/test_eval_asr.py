@@ -134,3 +134,111 @@ def test_hf_key_mapping():
     assert hf_ctc_key_to_torchaudio("wav2vec2.feature_projection.projection.bias") == "encoder.feature_projection.projection.bias"
     assert hf_ctc_key_to_torchaudio("lm_head.weight") == "aux.weight"
     assert hf_ctc_key_to_torchaudio("hubert.masked_spec_embed") is None
+
+
+# ---- the public HuBERT-Large CTC checkpoint's layout ---------------------------------------
+
+# facebook/hubert-large-ls960-ft's config.json with its sizes scaled down (every other field as published)
+HUBERT_LARGE_FT_CONFIG = {
+    "activation_dropout": 0.1, "apply_spec_augment": True, "architectures": ["HubertForCTC"], "attention_dropout": 0.1,
+    "bos_token_id": 1, "conv_bias": True, "conv_dim": [8] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2], "ctc_loss_reduction": "sum", "ctc_zero_infinity": False,
+    "do_stable_layer_norm": True, "eos_token_id": 2, "feat_extract_activation": "gelu", "feat_extract_dropout": 0.0,
+    "feat_extract_norm": "layer", "feat_proj_dropout": 0.1, "final_dropout": 0.1, "gradient_checkpointing": True,
+    "hidden_act": "gelu", "hidden_dropout": 0.1, "hidden_size": 16, "initializer_range": 0.02, "intermediate_size": 32,
+    "layer_norm_eps": 1e-05, "layerdrop": 0.1, "mask_feature_length": 10, "mask_feature_prob": 0.0,
+    "mask_time_length": 10, "mask_time_prob": 0.05, "model_type": "hubert", "num_attention_heads": 2,
+    "num_conv_pos_embedding_groups": 2, "num_conv_pos_embeddings": 8, "num_feat_extract_layers": 7,
+    "num_hidden_layers": 2, "pad_token_id": 0, "transformers_version": "4.10.0.dev0", "vocab_size": 32,
+}
+# its vocab.json (the 32 characters of LibriSpeech)
+HUBERT_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4,
+                **{c: 5 + i for i, c in enumerate("ETAONIHSRDLUMWCFGYPBVK'XJQZ")}}
+
+
+def hubert_ctc_state(seed: int = 0) -> dict:
+    """Weights named and shaped as ``HubertForCTC`` (stable layer norm) stores them, with the
+    ``weight_g``/``weight_v`` names of the released files, drawn from a fixed generator."""
+    cfg = HUBERT_LARGE_FT_CONFIG
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=0.2, base=0.0):
+        return base + scale * torch.randn(*shape, generator=g)
+
+    sd, cin, hidden, inter = {}, 1, cfg["hidden_size"], cfg["intermediate_size"]
+    for i, (c, k) in enumerate(zip(cfg["conv_dim"], cfg["conv_kernel"])):
+        p = f"hubert.feature_extractor.conv_layers.{i}."
+        sd[p + "conv.weight"], sd[p + "conv.bias"] = r(c, cin, k, scale=0.5), r(c, scale=0.1)
+        sd[p + "layer_norm.weight"], sd[p + "layer_norm.bias"] = r(c, scale=0.1, base=1.0), r(c, scale=0.1)
+        cin = c
+    sd["hubert.feature_projection.layer_norm.weight"] = r(cin, scale=0.1, base=1.0)
+    sd["hubert.feature_projection.layer_norm.bias"] = r(cin, scale=0.1)
+    sd["hubert.feature_projection.projection.weight"] = r(hidden, cin, scale=0.3)
+    sd["hubert.feature_projection.projection.bias"] = r(hidden, scale=0.1)
+    k, groups = cfg["num_conv_pos_embeddings"], cfg["num_conv_pos_embedding_groups"]
+    sd["hubert.encoder.pos_conv_embed.conv.weight_g"] = r(1, 1, k, scale=0.1, base=1.0)
+    sd["hubert.encoder.pos_conv_embed.conv.weight_v"] = r(hidden, hidden // groups, k, scale=0.3)
+    sd["hubert.encoder.pos_conv_embed.conv.bias"] = r(hidden, scale=0.1)
+    sd["hubert.encoder.layer_norm.weight"] = r(hidden, scale=0.1, base=1.0)
+    sd["hubert.encoder.layer_norm.bias"] = r(hidden, scale=0.1)
+    for n in range(cfg["num_hidden_layers"]):
+        p = f"hubert.encoder.layers.{n}."
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            sd[p + f"attention.{proj}.weight"] = r(hidden, hidden, scale=0.3)
+            sd[p + f"attention.{proj}.bias"] = r(hidden, scale=0.1)
+        for norm in ("layer_norm", "final_layer_norm"):
+            sd[p + f"{norm}.weight"], sd[p + f"{norm}.bias"] = r(hidden, scale=0.1, base=1.0), r(hidden, scale=0.1)
+        sd[p + "feed_forward.intermediate_dense.weight"] = r(inter, hidden, scale=0.3)
+        sd[p + "feed_forward.intermediate_dense.bias"] = r(inter, scale=0.1)
+        sd[p + "feed_forward.output_dense.weight"] = r(hidden, inter, scale=0.3)
+        sd[p + "feed_forward.output_dense.bias"] = r(hidden, scale=0.1)
+    sd["hubert.masked_spec_embed"] = r(hidden)
+    sd["lm_head.weight"], sd["lm_head.bias"] = r(cfg["vocab_size"], hidden, scale=0.5), r(cfg["vocab_size"], scale=0.5)
+    return sd
+
+
+# transformers' HubertForCTC (5.x) on these weights and the signal below: logits[:4, :6] and their sum
+HUBERT_REFERENCE_LOGITS = [
+    [-1.310420036315918, 3.4642138481140137, 2.378918170928955, -3.351738691329956, -0.35436269640922546, -0.018289506435394287],
+    [-1.7577109336853027, 3.2739908695220947, 1.3891080617904663, -2.260017156600952, -0.4007468819618225, 0.4007487893104553],
+    [-1.6875903606414795, 1.4290525913238525, 0.10210838913917542, 0.5083349943161011, 0.7681131958961487, 0.46276015043258667],
+    [-2.786625623703003, 1.7892612218856812, -0.0345633327960968, 1.0697484016418457, 0.35620445013046265, 1.1781747341156006],
+]
+HUBERT_REFERENCE_SUM = 118.27325439453125
+
+
+def test_ctc_loads_the_hubert_large_ls960_ft_layout(tmp_path):
+    """A checkpoint in the layout of facebook/hubert-large-ls960-ft (its config fields, vocab,
+    preprocessor config and safetensors names) loads completely and gives HubertForCTC's logits."""
+    from safetensors.torch import save_file
+
+    d = tmp_path / "hubert-large-ls960-ft"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(HUBERT_LARGE_FT_CONFIG))
+    (d / "vocab.json").write_text(json.dumps(HUBERT_VOCAB))
+    (d / "tokenizer_config.json").write_text(json.dumps({"word_delimiter_token": "|", "do_lower_case": False}))
+    (d / "preprocessor_config.json").write_text(json.dumps(
+        {"do_normalize": True, "feature_size": 1, "padding_side": "right", "padding_value": 0,
+         "return_attention_mask": True, "sampling_rate": 16000}))
+    state = hubert_ctc_state()
+    save_file(state, str(d / "model.safetensors"))
+    asr = get_asr(str(d))
+    assert isinstance(asr, CTCASR) and asr.do_normalize
+    used = {hf_ctc_key_to_torchaudio(k) for k in state} - {None}
+    assert used == set(asr.model.state_dict())  # every weight of the file is used, none is missing
+    t = np.arange(8000) / 16000
+    wav = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.sin(2 * np.pi * 1330 * t)).astype(np.float32)
+    logits = asr.logits(wav)
+    assert logits.shape == (24, 32)
+    torch.testing.assert_close(logits[:4, :6], torch.tensor(HUBERT_REFERENCE_LOGITS), atol=2e-4, rtol=1e-4)
+    assert float(logits.sum()) == pytest.approx(HUBERT_REFERENCE_SUM, abs=2e-2)
+
+
+def test_ctranslate2_device_names():
+    from latentspeech.errors import ConfigError
+    from latentspeech.eval.asr import ctranslate2_device
+
+    assert ctranslate2_device("cuda:1") == ("cuda", 1)  # torch's name, as `--device` and resolve_device give it
+    assert ctranslate2_device("cuda") == ("cuda", 0) and ctranslate2_device("cpu") == ("cpu", 0)
+    with pytest.raises(ConfigError, match="ASR device must be"):
+        ctranslate2_device("cuda:x")

@@ -213,3 +213,48 @@ def test_wavlm_tdnn_rejects_other_checkpoints(tmp_path):
         get_speaker_encoder(str(tmp_path / "x.pth"))
     with pytest.raises(CheckpointError, match="not found"):
         get_speaker_encoder(f"wavlm-tdnn:{tmp_path / 'missing.pth'}")
+
+
+def test_wavlm_tdnn_head_names_and_extra_entries(tmp_path):
+    """The head's weight names are those of UniSpeech's ECAPA_TDNN (SE_Res2Block with named parts);
+    a checkpoint as UniSpeech loads it (strict=False) may hold other entries and no batch-norm counters."""
+    torch = pytest.importorskip("torch")
+    from torchaudio.models import wavlm_model
+
+    from latentspeech.eval.similarity import ECAPAHead
+
+    head = ECAPAHead(num_layers=3, feat_dim=16, channels=16, emb_dim=8, scale=4, se_bottleneck=4,
+                     attention_channels=4, out_channels=24).eval()
+    block = {k[len("layer2."):] for k in head.state_dict() if k.startswith("layer2.") and "num_batches" not in k}
+    bn = ("weight", "bias", "running_mean", "running_var")
+    assert block == {
+        *(f"{m}.conv.{p}" for m in ("Conv1dReluBn1", "Conv1dReluBn2") for p in ("weight", "bias")),
+        *(f"{m}.bn.{p}" for m in ("Conv1dReluBn1", "Conv1dReluBn2") for p in bn),
+        *(f"Res2Conv1dReluBn.convs.{i}.{p}" for i in range(3) for p in ("weight", "bias")),
+        *(f"Res2Conv1dReluBn.bns.{i}.{p}" for i in range(3) for p in bn),
+        *(f"SE_Connect.linear{i}.{p}" for i in (1, 2) for p in ("weight", "bias")),
+    }
+    assert {k.split(".")[0] for k in head.state_dict()} == {
+        "feature_weight", "layer1", "layer2", "layer3", "layer4", "conv", "pooling", "bn", "linear"}
+    torch.manual_seed(1)
+    wavlm = wavlm_model(
+        extractor_mode="layer_norm", extractor_conv_layer_config=[(16, 10, 5), (16, 3, 2)], extractor_conv_bias=False,
+        encoder_embed_dim=16, encoder_projection_dropout=0.0, encoder_pos_conv_kernel=4, encoder_pos_conv_groups=2,
+        encoder_num_layers=2, encoder_num_heads=2, encoder_num_buckets=8, encoder_max_distance=800,
+        encoder_attention_dropout=0.0, encoder_ff_interm_features=32, encoder_ff_interm_dropout=0.0, encoder_dropout=0.0,
+        encoder_layer_norm_first=True, encoder_layer_drop=0.0, aux_num_out=None,
+    ).eval()
+    sd = {**_to_unispeech_names(wavlm.state_dict()), **head.state_dict()}
+    sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    sd["feature_extract.model.label_embs_concat"] = torch.zeros(4, 16)  # pre-training entries
+    sd["loss_calculator.projection.weight"] = torch.zeros(10, 8)  # a training head outside the model
+    torch.save({"model": sd, "epoch": 7}, tmp_path / "wavlm_large_finetune.pth")
+    (tmp_path / "config.json").write_text('{"layer_norm_first": true, "conv_stride": [5, 2]}')
+    enc = get_speaker_encoder(f"wavlm-tdnn:{tmp_path / 'wavlm_large_finetune.pth'}")
+    assert all(torch.equal(enc.head.state_dict()[k], v) for k, v in head.state_dict().items() if "num_batches" not in k)
+    e = enc.embed([(0.1 * np.random.RandomState(2).randn(4000)).astype(np.float32)])
+    assert e.shape == (1, 8) and np.isfinite(e).all()
+    sd.pop("layer3.SE_Connect.linear1.weight")
+    torch.save({"model": sd}, tmp_path / "broken.pth")
+    with pytest.raises(CheckpointError, match=r"ECAPA head weights do not match \(missing \['layer3.SE_Connect"):
+        get_speaker_encoder(str(tmp_path / "broken.pth"))

@@ -493,7 +493,7 @@ def test_demo_smoke_run(tmp_path, shared_dir):
         m = re.search(r"stage (\d+): needs `(latentspeech [^`]+)` \(not available yet\)", out)
         assert m and int(m.group(1)) >= 5, out
         pytest.skip(f"smoke run stopped at stage {m.group(1)}: {m.group(2)} has not landed yet")
-    assert (tmp_path / "exp/decode/dev/summary.tsv").is_file()
+    assert (tmp_path / "exp/decode/dev/ref-utt/summary.tsv").is_file()
     assert (tmp_path / "exp/packed/latentlm/model.safetensors").is_file()
     # stage 5 attached the phone recognizer that picks among candidates; the package carries it
     assert (tmp_path / "exp/packed/latentlm/recognizer/model.safetensors").is_file()
@@ -504,7 +504,7 @@ def test_demo_smoke_run(tmp_path, shared_dir):
         assert (tmp_path / f"exp/{lm}/log/train.log").read_text().splitlines()[0].count(real) == 2, lm
     assert (tmp_path / "dump/codes/real_train/durations").is_file()  # the codes share the latents' durations
     # every system was decoded and scored; the VALL-E of the demo config walks the LatentLM's pointer
-    summary = (tmp_path / "exp/decode/dev/summary.tsv").read_text()
+    summary = (tmp_path / "exp/decode/dev/ref-utt/summary.tsv").read_text()
     for sys_name in ("latentlm", "latentlm_attention", "valle", "valle_attention"):
         assert sys_name in summary and (tmp_path / f"exp/packed/{sys_name}/model.safetensors").is_file(), sys_name
     import yaml
@@ -570,20 +570,20 @@ def test_decode_eval_package_stages_with_stand_ins(tmp_path):
     cmd = [str(REPO / "recipes/tts.sh"), "--stage", "7", "--stop-stage", "9", "--dumpdir", str(tmp_path / "dump"),
            "--expdir", str(tmp_path / "exp"), "--test-sets", "test", "--cross-sets", "test:test", "--cross-num-utts", "3",
            "--run-baseline", "false", "--nj", "3", "--train-set", "test", "--eval-min-dur", "4", "--eval-max-dur", "5.5",
-           "--pretrained-codec", "codec-demo", "--decode-engine", "cli"]
+           "--pretrained-codec", "codec-demo", "--decode-engine", "cli", "--eval-protocols", "ref-utt"]
     res = sh(cmd, recipe, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    ref = tmp_path / "exp/decode/test"
+    ref = tmp_path / "exp/decode/test/ref-utt"
     assert len((ref / "protocol.tsv").read_text().splitlines()) == 5  # header + the 4 s and 5 s utterances
     assert len(list((ref / "latentlm/wav").glob("*.wav"))) == 4
     assert len(list((ref / "latentlm/log").glob("decode.*.log"))) == 3
     assert (ref / "summary.tsv").read_text().splitlines() == [
         "system\tn\twer\tsim", "ground_truth\t4\t0.2500\t0.5000", "latentlm\t4\t0.2500\t0.5000"]
     assert (ref / "report/index.html").is_file()
-    cross = tmp_path / "exp/decode/test_voices_test_text"
+    cross = tmp_path / "exp/decode/test_voices_test_text/cross"
     assert (cross / "summary.tsv").read_text().splitlines()[1:] == ["latentlm\t3\t0.2500\t0.5000"]
     card = (tmp_path / "exp/packed/latentlm/README.md").read_text()
-    assert "Set `test`:" in card and "Set `test_voices_test_text`:" in card
+    assert "Set `test/ref-utt`:" in card and "Set `test_voices_test_text/cross`:" in card
     calls = (tmp_path / "stub.log").read_text().splitlines()
     assert sum(c.startswith("synthesize") for c in calls) == 7 and sum(c.startswith("eval") for c in calls) == 3
 
@@ -604,6 +604,23 @@ def test_decode_eval_package_stages_with_stand_ins(tmp_path):
     assert sum("/latentlm/wav.draw1/" in p for p in pairs) == 4
     res = sh(cmd + ["--synth-draws", "0"], recipe, env=env)
     assert res.returncode != 0 and "--synth-draws must be a positive number, got '0'" in res.stderr
+
+    # each protocol decodes into its own folder: adding prefix-3s leaves the ref-utt decodes as they are
+    before = {p: p.read_bytes() for p in ref.rglob("*") if p.is_file() and "log" not in p.parts}
+    n = len((tmp_path / "stub.log").read_text().splitlines())
+    res = sh([*cmd[:-1], "ref-utt prefix-3s", "--stop-stage", "8", "--synth-draws", "2"], recipe, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    prefix = tmp_path / "exp/decode/test/prefix-3s"
+    rows = [line.split("\t") for line in (prefix / "protocol.tsv").read_text().splitlines()]
+    assert rows[0] == ["utt_id", "prompt", "text", "ref_wav", "gt_wav"] and len(rows) == 5
+    ref_rows = {r.split("\t")[0]: r.split("\t")[2] for r in (ref / "protocol.tsv").read_text().splitlines()[1:]}
+    assert all(ref_rows[r[0]].endswith(" " + r[2]) for r in rows[1:])  # the continuation: the transcript's last words
+    assert len(list((prefix / "latentlm/wav").glob("*.wav"))) == 4 and (prefix / "summary.tsv").is_file()
+    new = (tmp_path / "stub.log").read_text().splitlines()[n:]
+    assert all("/prefix-3s/" in c for c in new) and sum(c.startswith("synthesize") for c in new) == 8  # 2 draws
+    res = sh([*cmd[:-1], "prefix-5s"], recipe, env=env)
+    assert res.returncode != 0 and "unknown protocol 'prefix-5s'" in res.stderr
 
 
 def test_decode_list_sets_the_threads_of_each_job(tmp_path):

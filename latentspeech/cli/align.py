@@ -37,6 +37,7 @@ def run(args) -> int:
     from ..data.durations import DURATIONS
     from ..models.aligner import load_aligner, save_aligner
     from ..train.aligner import align_source, train_aligner
+    from ..train.distributed import is_rank_zero
     from ..text import PhoneVocab
     from .common import data_pairs
 
@@ -52,10 +53,12 @@ def run(args) -> int:
     if args.model is None:
         aligner = train_aligner(sources, vocab, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                                 progress=not args.no_progress)
-        out = save_aligner(aligner, Path(args.out) / "model", {"phone_vocab": vocab.to_dict(), "steps": args.steps})
-        print(f"saved aligner {out}")
+        if is_rank_zero():  # in a process group every rank holds rank 0's aligner; rank 0 writes
+            out = save_aligner(aligner, Path(args.out) / "model", {"phone_vocab": vocab.to_dict(), "steps": args.steps})
+            print(f"saved aligner {out}")
     for src, z in zip(sources, args.latents):
         counts = align_source(aligner, src, vocab, Path(z) / DURATIONS, progress=not args.no_progress)
-        print(f"wrote {Path(z) / DURATIONS}: {counts['aligned']} utterances aligned, {counts['skipped']} skipped "
-              f"(more sounding phones than frames)")
+        if is_rank_zero():
+            print(f"wrote {Path(z) / DURATIONS}: {counts['aligned']} utterances aligned, {counts['skipped']} skipped "
+                  f"(more sounding phones than frames)")
     return 0

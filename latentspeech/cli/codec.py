@@ -27,6 +27,9 @@ def register(sub) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--init-from", default=None, metavar="M",
                    help="start from this codec's encoder/decoder (sets init.from_model; RVQ codebooks by k-means)")
+    from .train import add_trainer_options
+
+    add_trainer_options(t)
     t.set_defaults(func=_train)
 
     e = csub.add_parser("encode", help="audio file -> latents .npy (frames x dims)")
@@ -44,14 +47,28 @@ def register(sub) -> None:
     d.add_argument("--normalized", action="store_true", help="the latents are normalised: denormalise first")
     d.set_defaults(func=_decode)
 
-    x = csub.add_parser("extract", help="latents of a whole data dir into shards (resumable)")
+    x = csub.add_parser("extract", help="latents of a whole data dir into shards (resumable; --nj/--job split it)",
+                        description="Latents (or RVQ codes) of a Kaldi data dir into a latent store. Split over jobs: "
+                        "run --nj N --job J for J = 1..N (each into OUT_DIR/splitN/J), then --nj N --merge.")
     x.add_argument("data_dir", help="Kaldi data dir")
     x.add_argument("out_dir", help="latent store dir (e.g. dump/train)")
     x.add_argument("--model", default=DEFAULT_MODEL, help=f"codec name or model dir (default {DEFAULT_MODEL})")
     x.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch (default 60)")
     x.add_argument("--shard-size", type=int, default=1000, help="utterances per shard (default 1000)")
     x.add_argument("--codes", action="store_true", help="RVQ codecs: store codes instead of latents")
-    x.add_argument("--device", default=None, help="torch device (default cpu, or cuda when available)")
+    x.add_argument("--device", default=None,
+                   help="torch device (default: cpu, or GPU (J-1) mod the visible GPUs when CUDA is available)")
+    x.add_argument("--nj", type=int, default=1,
+                   help="split the utterances (C order) into N contiguous ranges, one per job (default 1)")
+    x.add_argument("--job", type=int, default=None, metavar="J",
+                   help="with --nj N: extract only range J (1..N) into OUT_DIR/splitN/J; without it, all ranges in turn")
+    x.add_argument("--merge", action="store_true",
+                   help="extract nothing: list the shards of every job store (OUT_DIR/split*/*) in OUT_DIR/index.tsv; "
+                        "fails while an utterance of DATA_DIR is in none (a job has not finished)")
+    x.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding audio (default 0: inline)")
+    x.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="encoder precision under autocast (float16: CUDA only); stored latents are float32")
+    x.add_argument("--no-progress", action="store_true", help="no progress bar")
     x.set_defaults(func=_extract)
 
     s = csub.add_parser("stats", help="print a codec's facts and a latent store's per-dimension statistics")
@@ -63,8 +80,11 @@ def register(sub) -> None:
 def _train(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..train.codec import CodecTrainConfig, train_codec
+    from .train import print_resources, trainer_overrides
 
-    cfg = load_config(args.config, CodecTrainConfig)
+    cfg = load_config(args.config, CodecTrainConfig, trainer_overrides(args))
+    if print_resources(args, cfg.trainer):
+        return 0
     if args.init_from:
         cfg.init.from_model = args.init_from
     model = train_codec(cfg, args.data, args.out, max_steps=args.max_steps, resume=args.resume,
@@ -133,14 +153,25 @@ def _decode(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     import torch
 
-    from ..inference.extract import extract_latents
+    from ..data.latents import LatentStore
+    from ..errors import ConfigError
+    from ..inference.extract import extract_latents, merge_job_stores
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.merge:
+        if args.job is not None:
+            raise ConfigError("--merge only merges the job stores: run it after the jobs, without --job")
+        n = merge_job_stores(args.out_dir, args.data_dir)
+        print(f"{args.out_dir}: {n} utterances (merged)")
+        return 0
+    device = args.device
+    if device is None:  # several visible GPUs: job J takes GPU (J - 1) mod count
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        device = "cpu" if n == 0 else f"cuda:{((args.job or 1) - 1) % n}"
     codec = _load(args.model, device)
     out = extract_latents(codec, args.data_dir, args.out_dir, batch_seconds=args.batch_seconds,
-                          shard_size=args.shard_size, codes=args.codes, codec_name=str(args.model))
-    from ..data.latents import LatentStore
-
+                          shard_size=args.shard_size, codes=args.codes, codec_name=str(args.model),
+                          nj=args.nj, job=args.job, num_workers=args.num_workers, dtype=args.dtype,
+                          progress=not args.no_progress)
     print(f"{out}: {len(LatentStore(out))} utterances")
     return 0
 

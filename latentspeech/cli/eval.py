@@ -4,7 +4,11 @@ and ``eval protocol`` (build a LibriSpeech test-clean decode list from a Kaldi d
     latentspeech eval --pairs exp/eval/pairs.tsv --out exp/eval/result.json --report exp/eval/report
     latentspeech eval --pairs exp/eval/ref_utt.tsv --wav-dir exp/decode/ref_utt --out exp/eval/result.json
     latentspeech eval report --results a.json b.json --out exp/eval/compare
-    latentspeech eval protocol --data-dir data/test_clean --out exp/eval/ref_utt.tsv --mode ref-utt --seed 0
+    latentspeech eval protocol --data-dir data/test_clean --out exp/decode/test_clean/ref-utt/protocol.tsv --protocol ref-utt
+    latentspeech eval protocol --data-dir data/test_clean --out exp/decode/test_clean/prefix-3s/protocol.tsv \
+        --protocol prefix-3s --alignments librispeech_alignments/test-clean.txt
+    latentspeech eval protocol --data-dir /corpora/LibriSpeech/test-clean --protocol f5-cross-sentence \
+        --list librispeech_pc_test_clean_cross_sentence.lst --out exp/decode/test_clean/f5-cross-sentence/protocol.tsv
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ def register(sub) -> None:
     p.add_argument("--wav-dir", help="outputs are WAV_DIR/<utt_id>.wav (lets --pairs be a decode list without a wav column)")
     p.add_argument("--system", help="system name in tables and reports (default: the pairs file's name)")
     p.add_argument("--report", metavar="DIR", help="also write an HTML report into DIR")
-    p.add_argument("--device", default="cpu", help="torch / CTranslate2 device (default: cpu)")
+    p.add_argument("--device", default="auto",
+                   help="torch / CTranslate2 device of the ASR and speaker models (default auto: cuda when available)")
     p.set_defaults(func=_run_eval)
 
     esub = p.add_subparsers(dest="eval_command", metavar="{report,protocol}")
@@ -40,29 +45,39 @@ def register(sub) -> None:
     r.add_argument("--no-mels", action="store_true", help="skip the mel-spectrogram images")
     r.set_defaults(func=_run_report)
 
-    q = esub.add_parser("protocol", help="LibriSpeech test-clean decode list (4-10 s; ref-utt or 3 s prefix prompts)")
-    q.add_argument("--data-dir", required=True, help="Kaldi data dir (wav.scp, text, utt2spk[, utt2dur])")
+    q = esub.add_parser("protocol", help="decode list of a named protocol (ref-utt, prefix-3s, f5-cross-sentence)",
+                        description="Decode list of a named evaluation protocol: ref-utt and prefix-3s (VALL-E 2 / "
+                        "LatentLM, LibriSpeech test-clean 4-10 s; prefix-3s is scored on the continuation) or "
+                        "f5-cross-sentence (F5-TTS's LibriSpeech-PC list, --list).")
+    q.add_argument("--data-dir", required=True,
+                   help="Kaldi data dir (wav.scp, text, utt2spk[, utt2dur]); f5-cross-sentence: or a LibriSpeech folder")
     q.add_argument("--out", dest="protocol_out", required=True, metavar="TSV", help="decode list TSV: utt_id prompt text ref_wav")
-    q.add_argument("--mode", choices=["ref-utt", "prefix"], default="ref-utt")
+    q.add_argument("--protocol", "--mode", dest="protocol", default="ref-utt",
+                   choices=["ref-utt", "prefix-3s", "prefix", "f5-cross-sentence"],
+                   help="the protocol (default ref-utt; 'prefix' = prefix-3s)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--min-seconds", type=float, default=4.0)
     q.add_argument("--max-seconds", type=float, default=10.0)
     q.add_argument("--prefix-seconds", type=float, default=3.0)
     q.add_argument("--prompt-max-seconds", type=float, default=None, help="ref-utt: crop prompts to their first N s")
     q.add_argument("--max-utts", type=int, default=None, help="seeded random subset of this size")
+    q.add_argument("--alignments", default=None, metavar="FILE",
+                   help="prefix-3s: word times (Kaldi CTM or LibriSpeech alignments); default: estimated from the text")
+    q.add_argument("--list", dest="list_file", default=None, metavar="LST",
+                   help="f5-cross-sentence: librispeech_pc_test_clean_cross_sentence.lst")
     q.add_argument("--wav-dir", default=None, help="where prompt crops go (default: next to --out)")
     q.set_defaults(func=_run_protocol)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..eval.protocol import evaluate_pairs
+    from ..eval.protocol import evaluate_pairs, resolve_device
     from ..eval.report import format_table, write_html_report
 
     if not args.pairs or not args.out:
         raise ConfigError("eval needs --pairs PAIRS.tsv and --out RESULT.json (or a subcommand: report, protocol)")
     sim = None if str(args.sim).lower() == "none" else args.sim
-    result = evaluate_pairs(args.pairs, asr=args.asr, sim=sim, system=args.system, device=args.device,
+    result = evaluate_pairs(args.pairs, asr=args.asr, sim=sim, system=args.system, device=resolve_device(args.device),
                             progress=sys.stderr.isatty(), wav_dir=args.wav_dir)
     result.save(args.out)
     print(format_table([result]))
@@ -85,13 +100,18 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_protocol(args: argparse.Namespace) -> int:
-    from ..eval.protocol import ProtocolConfig, build_librispeech_protocol
+    from ..eval.protocol import build_protocol
 
-    cfg = ProtocolConfig(
-        mode=args.mode, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
-        prefix_seconds=args.prefix_seconds, prompt_max_seconds=args.prompt_max_seconds,
-        seed=args.seed, max_utts=args.max_utts,
-    )
-    rows = build_librispeech_protocol(args.data_dir, args.protocol_out, cfg, wav_dir=args.wav_dir)
-    print(f"wrote {args.protocol_out}: {len(rows)} utterances ({cfg.mode}, seed {cfg.seed})")
+    if args.protocol == "f5-cross-sentence":
+        options = {"seed": args.seed, "max_utts": args.max_utts}
+    else:
+        options = dict(min_seconds=args.min_seconds, max_seconds=args.max_seconds, prefix_seconds=args.prefix_seconds,
+                       prompt_max_seconds=args.prompt_max_seconds, seed=args.seed, max_utts=args.max_utts,
+                       alignments=args.alignments)
+    rows = build_protocol(args.protocol, args.data_dir, args.protocol_out, wav_dir=args.wav_dir,
+                          list_file=args.list_file, **options)
+    how = ""
+    if args.protocol in ("prefix", "prefix-3s"):
+        how = ", continuation text by " + ("alignment" if args.alignments else "estimated word times")
+    print(f"wrote {args.protocol_out}: {len(rows)} utterances ({args.protocol}, seed {args.seed}{how})")
     return 0

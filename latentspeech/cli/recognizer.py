@@ -68,6 +68,7 @@ def run(args) -> int:
     from ..data.lm_dataset import LMSource
     from ..errors import ConfigError
     from ..models.recognizer import RecognizerConfig, save_recognizer
+    from ..train.distributed import is_rank_zero
     from ..train.recognizer import phone_error_rate, train_recognizer
     from ..text import PhoneVocab
     from .common import data_pairs
@@ -85,6 +86,8 @@ def run(args) -> int:
     config = dataclasses.replace(RecognizerConfig(), candidates=args.candidates)
     rec = train_recognizer(sources, vocab, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                            progress=not args.no_progress, config=config)
+    if not is_rank_zero():  # in a process group every rank holds rank 0's recognizer; rank 0 writes
+        return 0
     meta = {"phone_vocab": vocab.to_dict(), "steps": args.steps, "train_sets": [d for d, _ in pairs]}
     if valid:
         per = phone_error_rate(rec, [LMSource.from_dirs(d, z, vocab) for d, z in valid], max_utts=500)

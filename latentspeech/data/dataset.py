@@ -3,16 +3,20 @@
     ds = AudioCropDataset(["data/train", "data/real_train"], sample_rate=16000, crop_seconds=1.0)
     wav = ds[i]                       # float32 tensor [crop_samples]
 
-Each utterance appears ``ceil(duration / crop_seconds)`` times per epoch, so an epoch covers
-about all the audio once whatever the utterance lengths. A crop starts at a uniformly random
-offset; utterances shorter than a crop are zero-padded on the right. An optional random gain
-(uniform in dB, peak kept under 0.99) makes the codec robust to loudness. Decoded audio is
-cached in memory as int16 up to ``cache_mb`` megabytes.
+The dataset holds one entry per utterance (segment): arrays of its dir, its row in the dir and its
+duration. Index ``i`` of an epoch maps to an utterance through the cumulative crop counts: each
+utterance takes ``ceil(duration / crop_seconds)`` indices, so an epoch covers about all the audio
+once whatever the utterance lengths, and each access draws a new random crop. A crop starts at a
+uniformly random offset; utterances shorter than a crop are zero-padded on the right. An optional
+random gain (uniform in dB, peak kept under 0.99) makes the codec robust to loudness.
+
+Decoded utterances are cached in memory as int16 up to ``cache_mb`` megabytes. Past that, a crop
+of an audio file is read on its own (a seek to the crop's samples: soundfile reads nothing else),
+so a corpus of hours-long recordings cut into segments costs a crop's worth of reading per item.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -45,31 +49,53 @@ class AudioCropDataset(torch.utils.data.Dataset):
         self.gain_db = gain_db
         self.cache_bytes = int(cache_mb * 2**20)
         self.seed = seed
+        self.crop_seconds = crop_seconds
         self.dirs = [DataDir.load(p) for p in data_dirs]
-        self.items: list[tuple[int, str]] = []
+        self._utts = [data.utt_ids for data in self.dirs]  # per dir: its utterance ids (the rows below)
+        dirs, rows, durs = [], [], []
         for d, data in enumerate(self.dirs):
-            durs = data.utt2dur
-            for utt in data.utt_ids:
-                dur = durs.get(utt, crop_seconds)
-                if dur < min_seconds:
-                    continue
-                self.items += [(d, utt)] * max(1, math.ceil(dur / crop_seconds))
-        if not self.items:
+            table = data.utt2dur
+            dur = np.fromiter((table.get(u, crop_seconds) for u in self._utts[d]), dtype=np.float64,
+                              count=len(self._utts[d]))
+            keep = np.flatnonzero(dur >= min_seconds)
+            dirs.append(np.full(len(keep), d, dtype=np.int32))
+            rows.append(keep.astype(np.int64))
+            durs.append(dur[keep])
+        self.utt_dir = np.concatenate(dirs)
+        self.utt_row = np.concatenate(rows)
+        self.utt_dur = np.concatenate(durs)
+        if not len(self.utt_dir):
             raise DataDirError(f"no utterance of at least {min_seconds} s in {', '.join(map(str, data_dirs))}")
+        crops = np.maximum(1, np.ceil(self.utt_dur / crop_seconds)).astype(np.int64)
+        self.crop_ends = np.cumsum(crops)  # index i of an epoch is utterance searchsorted(crop_ends, i, "right")
         self._cache: dict[tuple[int, str], np.ndarray] = {}
         self._cached_bytes = 0
         self._rng: np.random.Generator | None = None
 
     @property
     def num_utterances(self) -> int:
-        return len(set(self.items))
+        return len(self.utt_dir)
 
     @property
     def hours(self) -> float:
         return sum(sum(d.utt2dur.values()) for d in self.dirs) / 3600.0
 
     def __len__(self) -> int:
-        return len(self.items)
+        return int(self.crop_ends[-1])
+
+    def _entry(self, index: int) -> int:
+        """The utterance (entry of the ``utt_*`` arrays) of epoch index ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"crop index {index} out of range 0..{len(self) - 1}")
+        return int(np.searchsorted(self.crop_ends, index, side="right"))
+
+    def _key(self, k: int) -> tuple[int, str]:
+        d = int(self.utt_dir[k])
+        return d, self._utts[d][int(self.utt_row[k])]
+
+    def utterance(self, index: int) -> tuple[int, str]:
+        """(dir index, utt id) of epoch index ``index``."""
+        return self._key(self._entry(index))
 
     def _generator(self) -> np.random.Generator:
         if self._rng is None:
@@ -88,13 +114,34 @@ class AudioCropDataset(torch.utils.data.Dataset):
             self._cached_bytes += wav.size * 2
         return wav
 
+    def _read_crop(self, key: tuple[int, str], dur: float, rng: np.random.Generator) -> np.ndarray | None:
+        """A random crop of an utterance read from its file on its own, or None where that does not
+        apply (cached, cache not yet full, shorter than a crop, a pipe)."""
+        from .kaldi import is_pipe, read_wav_entry
+
+        if key in self._cache or self._cached_bytes < self.cache_bytes or dur <= self.crop_seconds:
+            return None
+        data = self.dirs[key[0]]
+        entry, start, end = data.recording_entry(key[1])
+        if is_pipe(entry):
+            return None
+        n = int(round(dur * self.sample_rate))
+        offset = int(rng.integers(0, max(1, n - self.crop + 1))) / self.sample_rate
+        wav = read_wav_entry(entry, data.base, self.sample_rate, start + offset,
+                             start + offset + self.crop / self.sample_rate)
+        return wav[: self.crop]
+
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = self._generator()
-        wav = self.load(self.items[index])
-        if len(wav) > self.crop:
-            start = int(rng.integers(0, len(wav) - self.crop + 1))
-            wav = wav[start:start + self.crop]
-        elif len(wav) < self.crop:
+        k = self._entry(index)
+        key = self._key(k)
+        wav = self._read_crop(key, float(self.utt_dur[k]), rng)
+        if wav is None:
+            wav = self.load(key)
+            if len(wav) > self.crop:
+                start = int(rng.integers(0, len(wav) - self.crop + 1))
+                wav = wav[start:start + self.crop]
+        if len(wav) < self.crop:
             wav = np.pad(wav, (0, self.crop - len(wav)))
         if self.gain_db is not None:
             gain = 10 ** (rng.uniform(*self.gain_db) / 20)

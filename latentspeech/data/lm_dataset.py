@@ -5,7 +5,10 @@ Sources
     plus the latents of its utterances (anything with ``store[utt] -> (F, D)`` and ``utt in store``,
     e.g. :class:`latentspeech.data.latents.LatentStore`; a ``frames(utt)`` method avoids reading
     arrays just to learn lengths). Latents are normalised here with the codec's per-dimension
-    (mean, std) (by default the store's ``normalization()``), as the LM expects.
+    (mean, std) (by default the store's ``normalization()``), as the LM expects. Read from disk,
+    ``phones``, ``utt2spk`` and ``durations`` become the compact tables of
+    :mod:`latentspeech.data.tables`, cached beside their files, so the metadata of millions of
+    utterances costs each rank and dataloader worker little memory and start-up time.
 
 Prompts
     The prompt of an utterance is a random crop (``prompt_seconds`` long, drawn per example) of
@@ -28,11 +31,14 @@ Batches
     :class:`BucketBatchSampler` groups utterances of similar length (sorted with a little random
     jitter) into batches whose padded size stays under ``max_tokens`` (prompt + phones + target
     slots), shuffles the batches every epoch and gives each rank of a multi-GPU run its own share
-    (equal counts). An optional curriculum trains the first epochs on short utterances only.
+    (equal counts). An optional curriculum trains the first epochs on short utterances only. An
+    epoch's batches are computed once, and the sampler resumes mid-epoch from its ``state_dict``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from dataclasses import dataclass
@@ -43,48 +49,86 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import DataDirError
-from .durations import DURATIONS, read_durations
+from .durations import DURATIONS
+from .tables import LabelTable, RaggedTable, build_labels, build_ragged, cached_arrays
 
-__all__ = ["LMSource", "LMDataset", "BucketBatchSampler", "read_phones", "read_utt2spk", "SINGLE_UTT_PROMPTS"]
+__all__ = ["LMSource", "LMDataset", "BucketBatchSampler", "read_phones", "read_utt2spk", "read_duration_table",
+           "SINGLE_UTT_PROMPTS"]
 
 #: How a speaker with one utterance gets a prompt (see the module docstring).
 SINGLE_UTT_PROMPTS = ("self_crop", "self_split", "skip")
 
 
-def _read_table(path: Path, what: str) -> dict[str, list[str]]:
-    if not path.is_file():
-        raise DataDirError(f"{path}: no such file ({what})")
-    out: dict[str, list[str]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) < 2:
-            raise DataDirError(f"{path}:{n}: expected '<utt-id> ...', got {line!r}")
-        out[parts[0]] = parts[1:]
-    return out
+def _vocab_tag(vocab) -> str:
+    """What cached phone ids depend on: the vocabulary's tokens."""
+    raw = json.dumps(vocab.to_dict(), sort_keys=True) if hasattr(vocab, "to_dict") else repr(vocab)
+    return "phones:" + hashlib.sha1(raw.encode("utf-8")).hexdigest()
 
 
-def read_phones(path: str | Path, vocab) -> dict[str, list[int]]:
-    """A Kaldi ``phones`` file → {utt: ids} with ``vocab.encode`` (unknown tokens follow the vocab's fallback)."""
-    return {u: list(vocab.encode(toks)) for u, toks in _read_table(Path(path), "phones: <utt> <tok> ...").items()}
+class _TokenIds(dict):
+    """Token bytes → id; a missing token is the vocabulary's ``unk``."""
+
+    unk = 0
+
+    def __missing__(self, key):
+        return self.unk
 
 
-def read_utt2spk(path: str | Path) -> dict[str, str]:
-    return {u: v[0] for u, v in _read_table(Path(path), "utt2spk: <utt> <speaker>").items()}
+def read_phones(path: str | Path, vocab) -> RaggedTable:
+    """A Kaldi ``phones`` file → ``{utt: ids}`` with ``vocab.encode`` (unknown tokens follow the vocab's
+    fallback), as a read-only :class:`~latentspeech.data.tables.RaggedTable` cached beside the file."""
+    path = Path(path)
+
+    tokens, unk = getattr(vocab, "tokens", None), getattr(vocab, "unk_id", None)
+    if tokens is not None and unk is not None:  # look the UTF-8 bytes up directly (no str per token)
+        ids = _TokenIds(zip((t.encode("utf-8") for t in tokens), vocab.encode(list(tokens))))
+        ids.unk = unk
+
+        def row(fields):
+            return list(map(ids.__getitem__, fields))
+    else:
+        def row(fields):
+            return vocab.encode([f.decode("utf-8") for f in fields])
+
+    def build():
+        return build_ragged(path, "phones: <utt> <tok> ...", row)
+
+    return RaggedTable.from_arrays(cached_arrays(path, "phones", _vocab_tag(vocab), build))
+
+
+def read_utt2spk(path: str | Path) -> LabelTable:
+    """A Kaldi ``utt2spk`` file → ``{utt: speaker}`` as a read-only :class:`~latentspeech.data.tables.LabelTable`."""
+    path = Path(path)
+    return LabelTable.from_arrays(cached_arrays(path, "utt2spk", "utt2spk",
+                                                lambda: build_labels(path, "utt2spk: <utt> <speaker>")))
+
+
+def read_duration_table(path: str | Path) -> RaggedTable:
+    """A ``durations`` file (see :mod:`latentspeech.data.durations`) → ``{utt: frames per token}`` as a
+    read-only :class:`~latentspeech.data.tables.RaggedTable` cached beside the file."""
+    path = Path(path)
+
+    def build():
+        return build_ragged(path, "per-token durations: run `latentspeech align`", lambda f: list(map(int, f)),
+                            form="'<utt> <int> <int> ...'", min_fields=0)
+
+    return RaggedTable.from_arrays(cached_arrays(path, "durations", "durations", build))
 
 
 @dataclass
 class LMSource:
-    """One data set: latents + phone ids + speakers (+ the normalisation to apply)."""
+    """One data set: latents + phone ids + speakers (+ the normalisation to apply).
+
+    ``phones``, ``utt2spk`` and ``durations`` are mappings: dicts, or (from :meth:`from_dirs`) the
+    compact tables of :mod:`latentspeech.data.tables`, which :class:`LMDataset` indexes without copying."""
 
     latents: Mapping
-    phones: dict[str, list[int]]
-    utt2spk: dict[str, str]
+    phones: Mapping[str, Sequence[int]]
+    utt2spk: Mapping[str, str]
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     name: str = ""
-    durations: dict[str, list[int]] | None = None  # frames per phone token (LatentLM's pointer mode)
+    durations: Mapping[str, Sequence[int]] | None = None  # frames per phone token (LatentLM's pointer mode)
 
     @classmethod
     def from_dirs(cls, data_dir: str | Path, latent_dir: str | Path, vocab, durations: bool = False) -> "LMSource":
@@ -99,11 +143,23 @@ class LMSource:
             raise DataDirError(f"latent store {latent_dir} records no latent_mean/latent_std in its meta.yaml")
         return cls(latents=store, phones=read_phones(data_dir / "phones", vocab),
                    utt2spk=read_utt2spk(data_dir / "utt2spk"), mean=norm[0], std=norm[1], name=str(data_dir),
-                   durations=read_durations(Path(latent_dir) / DURATIONS) if durations else None)
+                   durations=read_duration_table(Path(latent_dir) / DURATIONS) if durations else None)
 
     def frames(self, utt: str) -> int:
         f = getattr(self.latents, "frames", None)
         return int(f(utt)) if callable(f) else int(np.shape(self.latents[utt])[0])
+
+    def utt_frames(self, keys) -> np.ndarray:
+        """The latent frames of each of the utterances :class:`~latentspeech.data.tables.UttKeys` ``keys``
+        (-1: no latents)."""
+        if callable(getattr(self.latents, "rows", None)) and callable(getattr(self.latents, "row_frames", None)):
+            rows = self.latents.rows(keys)
+            out = np.full(len(keys), -1, dtype=np.int64)
+            found = rows >= 0
+            out[found] = self.latents.row_frames(rows[found])
+            return out
+        return np.fromiter((self.frames(u) if u in self.latents else -1 for u in keys), dtype=np.int64,
+                           count=len(keys))
 
     def load(self, utt: str) -> np.ndarray:
         z = np.asarray(self.latents[utt], dtype=np.float32)
@@ -112,8 +168,29 @@ class LMSource:
         return z
 
 
+class _Items(Sequence):
+    """``(source index, utt id)`` of each item of an :class:`LMDataset`, decoded on access."""
+
+    def __init__(self, ds: "LMDataset"):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds.item_source)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        si = int(self.ds.item_source[i])
+        return si, self.ds._utt2spk[si].utts[int(self.ds.item_row[i])]
+
+
 class LMDataset(Dataset):
-    """Examples ``{utt_id, prompt [P, D], phones [L], target [F, D]}`` from one or more sources."""
+    """Examples ``{utt_id, prompt [P, D], phones [L], target [F, D]}`` from one or more sources.
+
+    The per-item tables are numpy arrays (``item_source``, ``item_row``: the row in the source's
+    ``utt2spk``, ``lengths``, ``n_phones``, ``item_speaker``), so a dataset of millions of utterances
+    costs tens of bytes per item and forked dataloader workers share its pages; ``items`` is a
+    sequence view of ``(source index, utt id)``."""
 
     def __init__(self, sources: Sequence[LMSource], frame_rate: float, prompt_seconds: tuple[float, float] = (2.0, 5.0),
                  min_frames: int = 2, max_frames: int | None = None, single_utt_prompt: str = "self_crop",
@@ -130,56 +207,88 @@ class LMDataset(Dataset):
         self.word_boundary_id = word_boundary_id
         self.seed = seed
         self.epoch = 0
-        self.items: list[tuple[int, str]] = []  # (source index, utt)
-        self.lengths: list[int] = []  # target frames
-        self.n_phones: list[int] = []
-        by_spk: dict[tuple[int, str], list[int]] = {}
         self.skipped = {"no_latents": 0, "no_phones": 0, "length": 0, "single_utt": 0, "no_durations": 0}
+        cols: dict[str, list[np.ndarray]] = {"source": [], "row": [], "lengths": [], "n_phones": [], "speaker": []}
+        n_speakers = 0
+        self._utt2spk: list[LabelTable] = []  # per source: its utterances (the items' rows index them)
         for si, src in enumerate(self.sources):
-            for utt in sorted(src.utt2spk):
-                if utt not in src.latents:
-                    self.skipped["no_latents"] += 1
-                    continue
-                if not src.phones.get(utt):
-                    self.skipped["no_phones"] += 1
-                    continue
-                f = src.frames(utt)
-                if src.durations is not None:
-                    d = src.durations.get(utt)
-                    if d is None or len(d) != len(src.phones[utt]) or sum(d) != f:
-                        self.skipped["no_durations"] += 1
-                        continue
-                # a split utterance may be longer than max_frames: then the check waits for the speaker count
-                split = single_utt_prompt == "self_split" and src.durations is not None
-                if f < min_frames or (max_frames is not None and f > max_frames and not split):
-                    self.skipped["length"] += 1
-                    continue
-                by_spk.setdefault((si, src.utt2spk[utt]), []).append(len(self.items))
-                self.items.append((si, utt))
-                self.lengths.append(f)
-                self.n_phones.append(len(src.phones[utt]))
+            utt2spk, phones = LabelTable.from_dict(src.utt2spk), RaggedTable.from_dict(src.phones)
+            self._utt2spk.append(utt2spk)
+            keys = utt2spk.utts
+            frames = src.utt_frames(keys)
+            prow = phones.utts.rows(keys)
+            nph = np.where(prow >= 0, phones.lengths(np.maximum(prow, 0)), 0) if len(phones) else \
+                np.zeros(len(keys), np.int64)
+            has_latents = frames >= 0
+            ok = has_latents & (nph > 0)
+            self.skipped["no_latents"] += int((~has_latents).sum())
+            self.skipped["no_phones"] += int((has_latents & (nph <= 0)).sum())
+            if src.durations is not None:
+                durations = RaggedTable.from_dict(src.durations)
+                drow = durations.utts.rows(keys)
+                dlen = np.where(drow >= 0, durations.lengths(np.maximum(drow, 0)), -1) if len(durations) \
+                    else np.full(len(keys), -1, np.int64)
+                cand = np.flatnonzero(ok & (drow >= 0) & (dlen == nph))
+                good = np.zeros(len(keys), dtype=bool)
+                good[cand] = durations.sums(drow[cand]) == frames[cand]
+                self.skipped["no_durations"] += int((ok & ~good).sum())
+                ok &= good
+            # a split utterance may be longer than max_frames: then the check waits for the speaker count
+            split = single_utt_prompt == "self_split" and src.durations is not None
+            bad = frames < min_frames
+            if max_frames is not None and not split:
+                bad |= frames > max_frames
+            self.skipped["length"] += int((ok & bad).sum())
+            rows = np.flatnonzero(ok & ~bad)
+            cols["source"].append(np.full(len(rows), si, dtype=np.int32))
+            cols["row"].append(rows.astype(np.int32))
+            cols["lengths"].append(frames[rows].astype(np.int32))
+            cols["n_phones"].append(nph[rows].astype(np.int32))
+            cols["speaker"].append(np.asarray(utt2spk.codes)[rows].astype(np.int32) + n_speakers)
+            n_speakers += utt2spk.num_labels
+        cat = {k: (np.concatenate(v) if v else np.zeros(0, np.int32)) for k, v in cols.items()}
+        self.item_source, self.item_row = cat["source"].astype(np.int32), cat["row"]
+        self.lengths, self.n_phones, self._speaker = cat["lengths"], cat["n_phones"], cat["speaker"]
+        self.items = _Items(self)
         self.cuts: dict[int, list[tuple[int, int, int, int]]] = {}  # item → its self_split cuts (see _cuts)
-        lone = {i for idx in by_spk.values() if len(idx) == 1 for i in idx}
+        lone = self._lone()
         if single_utt_prompt == "self_split":
-            cuts = {i: c for i in lone if (c := self._cuts(*self.items[i]))}
-            too_long = {i for i in range(len(self.items)) if i not in cuts
-                        and max_frames is not None and self.lengths[i] > max_frames}
-            self.skipped["length"] += len(too_long)
-            new, by_spk = self._drop(too_long, by_spk)
-            self.cuts = {new[i]: c for i, c in cuts.items()}
+            cuts = {int(i): c for i in lone if (c := self._cuts(*self.items[int(i)]))}
+            too_long = np.zeros(len(self), dtype=bool)
+            if max_frames is not None:
+                too_long = self.lengths > max_frames
+                too_long[list(cuts)] = False
+            self.skipped["length"] += int(too_long.sum())
+            new = self._drop(too_long)
+            self.cuts = {int(new[i]): c for i, c in cuts.items()}
             for i, c in self.cuts.items():  # bucket by the longest target a cut can leave
                 self.lengths[i] = max(end - cut for _, cut, _, end in c)
         elif single_utt_prompt == "skip":
             self.skipped["single_utt"] = len(lone)
-            _, by_spk = self._drop(lone, by_spk)
-        self.speaker_items = by_spk
-        self.item_speaker = {i: k for k, v in by_spk.items() for i in v}
-        if not self.items:
+            drop = np.zeros(len(self), dtype=bool)
+            drop[lone] = True
+            self._drop(drop)
+        self._group_speakers()
+        if not len(self):
             names = ", ".join(s.name or "?" for s in self.sources)
             raise DataDirError(f"no usable utterances (with latents, phones and {min_frames}+ frames) in {names}")
 
+    def _group_speakers(self) -> None:
+        """``item_speaker`` (a dense speaker index per item) and the items of each speaker
+        (``_speaker_items[_speaker_start[s] : _speaker_start[s + 1]]``, ascending)."""
+        uniq, inverse, counts = np.unique(self._speaker, return_inverse=True, return_counts=True)
+        self.item_speaker = inverse.astype(np.int32).reshape(-1)
+        self._speaker_items = np.argsort(self.item_speaker, kind="stable").astype(np.int32)
+        self._speaker_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def _lone(self) -> np.ndarray:
+        """The items whose speaker has no other item."""
+        self._group_speakers()
+        counts = np.diff(self._speaker_start)
+        return np.flatnonzero(counts[self.item_speaker] == 1)
+
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.item_source)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -192,7 +301,7 @@ class LMDataset(Dataset):
                 "p99": float(np.percentile(r, 99)), "max": float(r.max())}
 
     def speakers(self) -> int:
-        return len(self.speaker_items)
+        return len(self._speaker_start) - 1
 
     def _crop(self, z: np.ndarray, rng: random.Random) -> np.ndarray:
         n = rng.randint(*self.prompt_frames)
@@ -206,16 +315,14 @@ class LMDataset(Dataset):
         """The items whose prompt is cut off their own utterance (``self_split``)."""
         return set(self.cuts)
 
-    def _drop(self, drop: set[int], by_spk: dict) -> tuple[dict[int, int], dict]:
-        """Remove the items ``drop``; returns {old index: new index} of those kept and ``by_spk``
-        (speaker → item indices) renumbered, without speakers left empty."""
-        keep = [i for i in range(len(self.items)) if i not in drop]
-        self.items = [self.items[i] for i in keep]
-        self.lengths = [self.lengths[i] for i in keep]
-        self.n_phones = [self.n_phones[i] for i in keep]
-        new = {i: n for n, i in enumerate(keep)}
-        by_spk = {k: [new[i] for i in v if i in new] for k, v in by_spk.items()}
-        return new, {k: v for k, v in by_spk.items() if v}
+    def _drop(self, drop: np.ndarray) -> np.ndarray:
+        """Remove the items where ``drop`` is true; returns the new index of each old item (-1: dropped)."""
+        keep = ~np.asarray(drop, dtype=bool)
+        new = np.full(len(keep), -1, dtype=np.int64)
+        new[keep] = np.arange(int(keep.sum()))
+        self.item_source, self.item_row = self.item_source[keep], self.item_row[keep]
+        self.lengths, self.n_phones, self._speaker = self.lengths[keep], self.n_phones[keep], self._speaker[keep]
+        return new
 
     def _cuts(self, si: int, utt: str) -> list[tuple[int, int, int, int]]:
         """How an utterance may be cut into prompt + target: ``(k, cut, e, end)``, the prompt = frames
@@ -243,15 +350,19 @@ class LMDataset(Dataset):
         return cuts
 
     def __getitem__(self, i: int) -> dict:
+        i = int(i)
         si, utt = self.items[i]
         src = self.sources[si]
         rng = random.Random(hash((self.seed, self.epoch, i)) & 0xFFFFFFFF)
         target = src.load(utt)
         phones = src.phones[utt]
         durations = src.durations[utt] if src.durations is not None else None
-        mates = [j for j in self.speaker_items[self.item_speaker[i]] if j != i]
-        if mates:
-            sj, other = self.items[rng.choice(mates)]
+        g = self.item_speaker[i]
+        members = self._speaker_items[self._speaker_start[g] : self._speaker_start[g + 1]]
+        if len(members) > 1:  # another item of the speaker, uniformly (``rng.choice`` of the others)
+            k = rng.randrange(len(members) - 1)
+            k += k >= int(np.searchsorted(members, i))
+            sj, other = self.items[int(members[k])]
             prompt = self._crop(self.sources[sj].load(other), rng)
         elif i in self.cuts:  # prompt = the speech before a word boundary, target = the rest
             want = rng.randint(*self.prompt_frames)
@@ -267,52 +378,88 @@ class LMDataset(Dataset):
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Length-bucketed batches under a padded-token budget; shuffled per epoch; sharded per rank."""
+    """Length-bucketed batches under a padded-token budget; shuffled per epoch; sharded per rank.
+
+    The batches of an epoch are computed once (on the first ``len`` or ``iter`` of that epoch) and
+    kept as two arrays: the items in batch order and the start of each batch of this rank. The
+    sampler is resumable: :meth:`state_dict` holds the epoch, the seed and how many of this epoch's
+    batches were consumed; after :meth:`load_state_dict` the next iteration of that epoch skips them.
+    """
 
     def __init__(self, lengths: Sequence[int], max_tokens: int, max_batch_size: int = 64, shuffle: bool = True,
                  seed: int = 0, rank: int = 0, world_size: int = 1, extra_tokens: Sequence[int] | None = None,
                  curriculum_epochs: int = 0, curriculum_max_len: int | None = None):
-        self.lengths = list(lengths)
-        self.cost = [a + b for a, b in zip(self.lengths, extra_tokens or [0] * len(self.lengths))]
+        self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        self.cost = self.lengths + (np.asarray(extra_tokens, dtype=np.int64).reshape(-1)
+                                    if extra_tokens is not None else 0)
         self.max_tokens, self.max_batch_size = max_tokens, max_batch_size
         self.shuffle, self.seed = shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.curriculum_epochs, self.curriculum_max_len = curriculum_epochs, curriculum_max_len
         self.epoch = 0
+        self.position = 0  # batches of this epoch handed out (or skipped on resume)
+        self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip on the next iteration
+        self._plan: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # (epoch, order, starts, ends)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed + 1000003 * self.epoch)
-        idx = list(range(len(self.lengths)))
+    def state_dict(self) -> dict:
+        return {"epoch": int(self.epoch), "position": int(self.position), "seed": int(self.seed)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Continue where ``state`` left off: its epoch, seed, and the batches of that epoch not yet consumed."""
+        self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
+        self._skip = (self.epoch, int(state.get("position", 0)))
+        self._plan = None
+
+    def _batches(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(items in batch order, start and end in it of each of this rank's batches) of the epoch."""
+        if self._plan is not None and self._plan[0] == self.epoch:
+            return self._plan[1:]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        idx = np.arange(len(self.lengths), dtype=np.int64)
         if self.curriculum_max_len is not None and self.epoch < self.curriculum_epochs:
-            short = [i for i in idx if self.lengths[i] <= self.curriculum_max_len]
-            idx = short or idx
-        jitter = {i: rng.random() if self.shuffle else 0.0 for i in idx}
-        idx.sort(key=lambda i: (self.cost[i] + jitter[i] * 0.1 * self.cost[i], i))
-        batches, cur, cur_max = [], [], 0
-        for i in idx:
-            new_max = max(cur_max, self.cost[i])
-            if cur and (new_max * (len(cur) + 1) > self.max_tokens or len(cur) >= self.max_batch_size):
-                batches.append(cur)
-                cur, new_max = [], self.cost[i]
-            cur.append(i)
-            cur_max = new_max
-        if cur:
-            batches.append(cur)
-        if self.shuffle:
-            rng.shuffle(batches)
-        if self.world_size > 1:  # equal share per rank: repeat from the start to fill the last round
-            per = math.ceil(len(batches) / self.world_size)
-            batches = [batches[k % len(batches)] for k in range(per * self.world_size)][self.rank :: self.world_size]
-        return batches
+            short = idx[self.lengths <= self.curriculum_max_len]
+            idx = short if len(short) else idx
+        cost = self.cost[idx]
+        jitter = rng.random(len(idx)) if self.shuffle else np.zeros(len(idx))
+        order = idx[np.argsort(cost + jitter * 0.1 * cost, kind="stable")]  # ties: by index
+        # greedy packing in sorted order: a batch ends before the item that would break the budget
+        starts = []
+        cur_max, n = 0, 0
+        sorted_cost = self.cost[order]
+        for a in range(0, len(order), 1 << 20):
+            for k, c in enumerate(sorted_cost[a : a + (1 << 20)].tolist(), a):
+                new_max = c if c > cur_max else cur_max
+                if n and (new_max * (n + 1) > self.max_tokens or n >= self.max_batch_size):
+                    starts.append(k)
+                    n, new_max = 0, c
+                n += 1
+                cur_max = new_max
+        bounds = np.asarray([0, *starts, len(order)] if len(order) else [0], dtype=np.int64)
+        begin, end = bounds[:-1], bounds[1:]
+        pick = rng.permutation(len(begin)) if self.shuffle else np.arange(len(begin))
+        if self.world_size > 1 and len(pick):  # equal share per rank: repeat from the start to fill the last round
+            per = math.ceil(len(pick) / self.world_size)
+            pick = pick[np.arange(per * self.world_size) % len(pick)][self.rank :: self.world_size]
+        self._plan = (self.epoch, order, begin[pick], end[pick])
+        return self._plan[1:]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        order, begin, end = self._batches()
+        skip = 0
+        if self._skip is not None:
+            if self._skip[0] == self.epoch:
+                skip = min(self._skip[1], len(begin))
+            self._skip = None
+        self.position = skip
+        for b, e in zip(begin[skip:].tolist(), end[skip:].tolist()):
+            self.position += 1
+            yield order[b:e].tolist()
 
     def __len__(self) -> int:
-        return len(self._batches())
+        return len(self._batches()[1])
 
 
 def examples(sources: Sequence[LMSource]) -> list[tuple[int, str]]:

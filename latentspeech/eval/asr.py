@@ -34,7 +34,8 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["ASR", "WhisperASR", "WhisperConfig", "CTCASR", "get_asr", "resolve_asr", "DEFAULT_ASR", "ASR_SAMPLE_RATE"]
+__all__ = ["ASR", "WhisperASR", "WhisperConfig", "CTCASR", "get_asr", "resolve_asr", "ctranslate2_device", "DEFAULT_ASR",
+           "ASR_SAMPLE_RATE"]
 
 #: Name of the default recogniser.
 DEFAULT_ASR = "whisper-tiny.en"
@@ -104,6 +105,14 @@ def bundled_whisper_dir() -> Path:
     return path
 
 
+def ctranslate2_device(device: str) -> tuple[str, int]:
+    """CTranslate2's ``(device, device_index)`` for a torch device name: ``"cuda:1"`` → ``("cuda", 1)``."""
+    kind, _, index = str(device).partition(":")
+    if kind not in ("cpu", "cuda", "auto") or (index and not index.isdigit()):
+        raise ConfigError(f"ASR device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    return kind, int(index) if index else 0
+
+
 class WhisperASR(ASR):
     """faster-whisper over a local CTranslate2 model directory (never a hub id)."""
 
@@ -116,10 +125,12 @@ class WhisperASR(ASR):
         self.config.validate()
         self.model_dir = Path(model_dir)
         self.name = name or f"whisper:{self.model_dir.name}"
+        kind, index = ctranslate2_device(self.config.device)
         try:
             self.model = WhisperModel(
                 str(self.model_dir),
-                device=self.config.device,
+                device=kind,
+                device_index=index,
                 compute_type=self.config.compute_type,
                 cpu_threads=self.config.cpu_threads or min(4, os.cpu_count() or 1),
                 local_files_only=True,

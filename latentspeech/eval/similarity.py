@@ -18,9 +18,14 @@ Backends behind :class:`SpeakerEncoder`:
   hidden layers), rebuilt here from torchaudio's WavLM and :class:`ECAPAHead` so that neither
   s3prl nor fairseq is needed. Sizes are read from the weights; an optional ``config.json``
   beside the checkpoint overrides the few that are not (``layer_norm_first``, ``normalize``,
-  ``conv_stride``, ``max_distance``). The key layout follows UniSpeech's
-  ``downstreams/speaker_verification`` code; it is tested on tiny checkpoints built in that
-  layout, not against the released file (not available offline).
+  ``conv_stride``, ``max_distance``). The key layout is that of UniSpeech's
+  ``downstreams/speaker_verification/models/ecapa_tdnn.py`` (``ECAPA_TDNN_SMALL``, whose
+  ``feature_extract`` is s3prl's WavLM upstream, so the WavLM weights sit under
+  ``feature_extract.model.`` with fairseq's names, as in UniSpeech's ``WavLM.py``), loaded as
+  UniSpeech does (``torch.load(..., weights_only=True)["model"]``, extra entries ignored). It is
+  tested on tiny checkpoints written in that layout; the released file itself is not available
+  offline, so its sizes are read from its weights (WavLM-Large: 24 pre-norm layers, 320 relative
+  position buckets; ``max_distance`` 800 is assumed, as in torchaudio's ``wavlm_large``).
 
 Numbers from different encoders are not comparable: Resemblyzer cosines run higher than
 WavLM-TDNN's.
@@ -278,6 +283,10 @@ class ECAPAHead(nn.Module):
             raise CheckpointError(f"not a WavLM-TDNN checkpoint: no {e.args[0]!r} in its weights") from None
 
 
+#: Top-level modules of :class:`ECAPAHead` (UniSpeech's ``ECAPA_TDNN`` names them alike).
+_HEAD_MODULES = ("feature_weight", "instance_norm", "layer1", "layer2", "layer3", "layer4", "conv", "pooling", "bn", "linear")
+
+
 #: fairseq/s3prl WavLM weight names -> torchaudio ``wavlm_model`` names (after ``feature_extract.model.``).
 _WAVLM_RENAMES = [
     (r"^feature_extractor\.conv_layers\.(\d+)\.0\.", r"feature_extractor.conv_layers.\1.conv."),
@@ -399,16 +408,18 @@ class WavLMTDNNEncoder(SpeakerEncoder):
         self.normalize = bool(overrides.get("normalize", True))
         prefix = "feature_extract.model."
         upstream = wavlm_fairseq_to_torchaudio({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
-        head_sd = {k: v for k, v in sd.items() if not k.startswith("feature_extract.")}
+        # the head's own weights; other top-level entries (UniSpeech loads with strict=False) are not used
+        head_sd = {k: v for k, v in sd.items() if k.split(".")[0] in _HEAD_MODULES}
         self.wavlm = wavlm_model(**_wavlm_config(upstream, overrides))
         self.head = ECAPAHead.from_state_dict(head_sd)
         for module, weights, what in ((self.wavlm, upstream, "WavLM"), (self.head, head_sd, "ECAPA head")):
             own = module.state_dict()
-            missing = sorted(set(own) - set(weights))
+            # batch-norm step counters do not affect inference and may be left out of a checkpoint
+            missing = sorted(k for k in set(own) - set(weights) if not k.endswith("num_batches_tracked"))
             unexpected = sorted(set(weights) - set(own))
             if missing or unexpected:
                 raise CheckpointError(f"{path}: {what} weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
-            module.load_state_dict(weights)
+            module.load_state_dict(weights, strict=False)
             module.eval().to(self.device)
 
     def _embed_one(self, wav: np.ndarray) -> np.ndarray:

@@ -159,14 +159,20 @@ def extract_latents(codec, data_dir: str | os.PathLike, out_dir: str | os.PathLi
     job_range(1, nj, job or 1)  # validates nj and job
     device = next(codec.parameters()).device
     _autocast(device, dtype)  # validates dtype before any work
-    data = DataDir.load(data_dir)
+    data = data_dir if isinstance(data_dir, DataDir) else DataDir.load(data_dir)
+    name = str(data.path if data.path is not None else data_dir)
+    jobs = range(1, nj + 1) if job is None and nj > 1 else [job]
+    for j in jobs:
+        store_dir = _extract_job(codec, data, name, out_dir, batch_seconds, max_batch, shard_size, codes, progress,
+                                 codec_name, nj, j, num_workers, dtype)
     if job is None and nj > 1:
-        for j in range(1, nj + 1):
-            extract_latents(codec, data, out_dir, batch_seconds, max_batch, shard_size, codes, progress, codec_name,
-                            nj, j, num_workers, dtype)
         merge_job_stores(out_dir, data)
         return Path(out_dir)
+    return store_dir
 
+
+def _extract_job(codec, data, name, out_dir, batch_seconds, max_batch, shard_size, codes, progress, codec_name,
+                 nj, job, num_workers, dtype) -> Path:
     ids = data.utt_ids
     merged = {u for u, _, _ in _read_index_lines(Path(out_dir) / INDEX)}
     if job is None:
@@ -175,12 +181,12 @@ def extract_latents(codec, data_dir: str | os.PathLike, out_dir: str | os.PathLi
         store_dir = job_store_dir(out_dir, nj, job)
         lo, hi = job_range(len(ids), nj, job)
         mine = ids[lo:hi]
-    writer = LatentWriter(store_dir, _store_meta(codec, getattr(data, "path", data_dir), codes, codec_name), shard_size)
+    writer = LatentWriter(store_dir, _store_meta(codec, name, codes, codec_name), shard_size)
     done = writer.done | merged
     durs = data.utt2dur
     todo = sorted((u for u in mine if u not in done), key=lambda u: (durs.get(u, 0.0), u))
     _encode_into(codec, data, todo, writer, durs, batch_seconds, max_batch, codes, progress, num_workers, dtype,
-                 desc=f"extract {Path(str(data_dir)).name}" + (f" {job}/{nj}" if job is not None else ""))
+                 desc=f"extract {Path(name).name}" + (f" {job}/{nj}" if job is not None else ""))
     return store_dir
 
 

@@ -19,7 +19,9 @@ Positions
 Padding and batched decoding
     ``padding_mask[b, t]`` is True for real tokens. Padded keys are never attended to (a padded
     query attends to itself only, so no row of the attention is empty and no NaN appears; its
-    output is meaningless and must be ignored by the caller).
+    output is meaningless and must be ignored by the caller). Where nothing is padded (no
+    ``padding_mask``, or one on the CPU with no False; a cache that never held padding) SDPA gets
+    no mask, only ``is_causal``, so that it may pick its fused (flash) kernels.
 
     * Training / full forward: pad on the right or the left, either works.
     * Incremental decoding of sequences of different lengths: **pad the prompts on the left**,
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 
@@ -59,6 +62,9 @@ class TransformerConfig:
     ``ffn_dim`` is the hidden width of the SwiGLU feed-forward (None: ≈ 8/3·dim rounded up to a
     multiple of 64, LLaMA's choice, which keeps the parameter count of a 4·dim GELU MLP).
     ``n_kv_heads`` < ``n_heads`` enables grouped-query attention (None: = ``n_heads``).
+    ``activation_checkpointing``: in training, keep only each block's input and recompute the block
+    in the backward pass (``torch.utils.checkpoint``): less activation memory for ~1/3 more compute,
+    same gradients. No effect in eval mode, under ``no_grad`` or with a KV cache.
     """
 
     dim: int = 256
@@ -71,6 +77,7 @@ class TransformerConfig:
     dropout: float = 0.0
     norm_eps: float = 1e-5
     causal: bool = True
+    activation_checkpointing: bool = False
 
     def validate(self) -> None:
         if self.dim <= 0 or self.n_layers <= 0 or self.n_heads <= 0:
@@ -135,7 +142,8 @@ class KVCache:
 
     ``k``/``v``: [n_layers, B, n_kv_heads, max_len, head_dim]; ``valid``: [B, max_len] (which slots
     hold real tokens); ``next_pos``: [B] (the RoPE position the next token gets by default);
-    ``length``: how many slots are filled (the same for every sequence: see left-padding above).
+    ``length``: how many slots are filled (the same for every sequence: see left-padding above);
+    ``padded``: whether a padded slot may have been written (False: attention needs only causality).
     """
 
     def __init__(self, n_layers: int, batch: int, n_kv_heads: int, max_len: int, head_dim: int,
@@ -146,6 +154,7 @@ class KVCache:
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.next_pos = torch.zeros(batch, dtype=torch.long, device=device)
         self.length = 0
+        self.padded = False
 
     @property
     def max_len(self) -> int:
@@ -168,7 +177,8 @@ class Attention(nn.Module):
         self.wo = nn.Linear(self.n_heads * self.hd, cfg.dim, bias=False)
 
     def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int, keep_probs: bool = False):
-        """``keep_probs``: compute the softmax explicitly and also return the probabilities
+        """``mask``: a boolean [B, 1, T, S] mask, or None: causal (``is_causal`` when T > 1) or full.
+        ``keep_probs``: compute the softmax explicitly and also return the probabilities
         [B, H, T, S] (differentiable; for attention losses in training)."""
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
@@ -193,8 +203,8 @@ class Attention(nn.Module):
             probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
             y = F.dropout(probs, drop, self.training).type_as(v) @ v
             return self.wo(y.transpose(1, 2).reshape(B, T, -1)), probs
-        if mask is None:  # no padding, no cache: let SDPA pick its fused causal kernel
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop)
+        if mask is None:  # nothing padded: SDPA's own causal mask (T queries over T keys) or none (1 query)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal and k.shape[2] == T, dropout_p=drop)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
@@ -275,11 +285,17 @@ class Transformer(nn.Module):
                 raise ValueError(f"cache holds {cache.batch} sequences, input has {B}")
             if start + T > cache.max_len:
                 raise ValueError(f"cache overflow: {start} + {T} tokens > max_len {cache.max_len}")
+        given = positions is not None or cache is not None  # values not known from the shapes alone
         if positions is None:
+            if cache is None and T > self.cfg.max_seq_len:
+                raise ValueError(f"{T} tokens > max_seq_len {self.cfg.max_seq_len}")
             base = cache.next_pos if cache is not None else torch.zeros(B, dtype=torch.long, device=x.device)
             positions = base[:, None] + torch.arange(T, device=x.device)[None, :]
-        if int(positions.max()) >= self.cfg.max_seq_len or int(positions.min()) < 0:
-            raise ValueError(f"positions must lie in [0, {self.cfg.max_seq_len}) (max_seq_len)")
+        if given and positions.device.type == "cpu":
+            # reading values is free on the CPU; on an accelerator it would wait for the device at every
+            # call, so there an out-of-range position is left to the table lookup's own index error
+            if int(positions.max()) >= self.cfg.max_seq_len or int(positions.min()) < 0:
+                raise ValueError(f"positions must lie in [0, {self.cfg.max_seq_len}) (max_seq_len)")
         cos = self.rope_cos[positions].unsqueeze(1)  # [B, 1, T, hd/2]
         sin = self.rope_sin[positions].unsqueeze(1)
         mask = self._mask(B, T, start, padding_mask, cache, x.device)
@@ -287,11 +303,14 @@ class Transformer(nn.Module):
             cache.next_pos = positions[:, -1] + 1
         h = self.drop(x)
         probs = None
+        recompute = self.cfg.activation_checkpointing and self.training and cache is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            if i == attention_layer:
-                h, probs = layer(h, cos, sin, mask, cache, i, keep_probs=True)
+            keep = i == attention_layer
+            if recompute:  # keep only the block's input; the backward pass runs the block again
+                out = checkpoint(layer, h, cos, sin, mask, None, i, keep, use_reentrant=False)
             else:
-                h = layer(h, cos, sin, mask, cache, i)
+                out = layer(h, cos, sin, mask, cache, i, keep)
+            h, probs = out if keep else (out, probs)
         if cache is not None:
             cache.length = start + T
         return (self.norm(h), probs) if attention_layer is not None else self.norm(h)
@@ -313,11 +332,17 @@ class Transformer(nn.Module):
         return maps
 
     def _mask(self, B, T, start, padding_mask, cache, device) -> torch.Tensor | None:
-        """Boolean attention mask [B, 1, T, start+T] (True = may attend), or None when SDPA's own
-        causal/full mask suffices."""
+        """Boolean attention mask [B, 1, T, start+T] (True = may attend), or None when nothing is
+        padded and SDPA's own causal mask (or none, for one query) suffices. Whether a mask on an
+        accelerator holds padding is not read (that would wait for the device): it is applied."""
+        if padding_mask is not None and padding_mask.device.type == "cpu" and bool(padding_mask.all()):
+            padding_mask = None
         if cache is not None:
             valid = padding_mask if padding_mask is not None else torch.ones(B, T, dtype=torch.bool, device=device)
             cache.valid[:, start : start + T] = valid
+            cache.padded = cache.padded or padding_mask is not None
+            if not cache.padded and (start == 0 or T == 1):
+                return None
             key_valid = cache.valid[:, : start + T]
         elif padding_mask is not None:
             key_valid = padding_mask

@@ -5,6 +5,10 @@
 
 Training alternates the two halves of MAS: the best monotonic path under the current aligner, then a
 gradient step that fits the aligner's per-token means to the latents along that path.
+
+In a ``torch.distributed`` process group (a script or job that runs these on several ranks) rank 0
+fits the aligner and the other ranks wait for its weights, so every rank holds the same aligner and
+the durations do not depend on the number of processes; rank 0 alone aligns and writes the files.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ..data.durations import write_durations
 from ..models.aligner import AlignerConfig, PhoneAligner, align_batch
 from ..text.vocab import silent_token_ids
 from .common import fit_steps, utterance_sampler
+from .distributed import broadcast_from_rank_zero, is_rank_zero, share_from_rank_zero
 
 __all__ = ["train_aligner", "align_source"]
 
@@ -41,15 +46,21 @@ def train_aligner(sources, vocab, steps: int = 3000, batch_size: int = 16, lr: f
         return align_batch(aligner, [sources[si].phones[u] for si, u in batch],
                            [sources[si].load(u) for si, u in batch], silent)[0]
 
-    return fit_steps(aligner, batch_loss, opt, sched, steps, "aligner", progress, log_every, log)
+    if is_rank_zero():  # a small model: rank 0 fits it, the other ranks wait for its weights
+        fit_steps(aligner, batch_loss, opt, sched, steps, "aligner", progress, log_every, log)
+    return share_from_rank_zero(aligner).eval()
 
 
 @torch.no_grad()
 def align_source(aligner: PhoneAligner, source, vocab, path: str | os.PathLike, batch_size: int = 32,
                  progress: bool = True) -> dict[str, int]:
     """Align every utterance of ``source`` and write its ``durations`` file to ``path`` (atomically).
-    Returns counts: ``aligned`` and ``skipped`` (more sounding tokens than frames)."""
+    Returns counts: ``aligned`` and ``skipped`` (more sounding tokens than frames). In a process
+    group rank 0 aligns and writes; the other ranks wait and return its counts."""
     from tqdm.auto import tqdm
+
+    if not is_rank_zero():
+        return broadcast_from_rank_zero(None)
 
     silent = set(silent_token_ids(vocab))
     utts = [u for u in sorted(source.phones) if u in source.latents]
@@ -63,4 +74,4 @@ def align_source(aligner: PhoneAligner, source, vocab, path: str | os.PathLike, 
             else:
                 durations[u] = d.tolist()
     write_durations(path, durations)
-    return {"aligned": len(durations), "skipped": skipped}
+    return broadcast_from_rank_zero({"aligned": len(durations), "skipped": skipped})

@@ -4,14 +4,17 @@
     train_codec(cfg, ["data/train", "data/real_train"], "exp/codec_demo", max_steps=20000, resume=True)
 
 ``EXP_DIR`` receives ``config.yaml`` (the full training config), ``checkpoints/`` (Lightning
-checkpoints: ``last.ckpt`` plus one every ``trainer.checkpoint_every`` steps, for resuming),
+checkpoints: ``last.ckpt`` plus one every ``trainer.checkpoint_every`` steps, the newest
+``trainer.keep_checkpoints`` kept, for resuming),
 ``logs/runN/metrics.csv`` (CSV metrics of the N-th (resumed) run: losses, learning rate, latent
 statistics) and ``model/``:
 the exported codec model directory (safetensors + config, latent mean/std measured on the
 training data), refreshed at every checkpoint and at the end.
 
 Steps count generator updates; the discriminator (adversarial configs) steps alongside.
-On a GPU the default precision is bf16-mixed; ``trainer.devices > 1`` trains data-parallel (DDP).
+On a GPU the default precision is bf16-mixed; ``trainer.devices > 1`` or ``trainer.num_nodes > 1``
+trains data-parallel (DDP). With a discriminator each network's gradients are averaged over the ranks
+right before its optimizer steps, in place of DDP's reducer (see ``CodecLightning.on_train_start``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..models.codec.discriminators import DiscriminatorConfig
 from ..models.codec.losses import LossConfig
 from ..config import save_config, to_dict
 from ..errors import ConfigError
+from .common import ClusterConfig, build_trainer, on_gpu
 
 __all__ = [
     "OptimConfig",
@@ -67,17 +71,24 @@ class DataConfig:
 
 
 @dataclass
-class TrainerConfig:
+class TrainerConfig(ClusterConfig):
+    """:class:`~.common.ClusterConfig` (devices, nodes, precision, checkpoints kept) + the codec's steps;
+    no gradient accumulation (two optimizers stepped by hand): raise ``data.batch_size`` instead."""
+
     max_steps: int = 20000
-    accelerator: str = "auto"
-    devices: Union[int, str] = "auto"
-    strategy: str = "auto"
+    devices: Union[int, list[int], str] = "auto"
     precision: str = "auto"  # "auto": bf16-mixed on GPU, 32-true on CPU
     num_threads: int = 1  # torch threads on CPU
     log_every: int = 25
     checkpoint_every: int = 500
     stats_batches: int = 16  # batches of crops to measure the latent mean/std at export
     seed: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.accumulate_grad_batches != 1:
+            raise ConfigError("trainer.accumulate_grad_batches: the codec steps its two optimizers itself and does "
+                              "not accumulate gradients; raise data.batch_size (per device) instead")
 
 
 @dataclass
@@ -143,6 +154,7 @@ def _lightning_module_class():
         pitch_loss,
     )
     from ..models.codec.model import AudioCodec
+    from .distributed import average_gradients
 
     class CodecLightning(pl.LightningModule):
         """Wraps :class:`AudioCodec` (+ discriminators) with manual optimisation."""
@@ -156,6 +168,28 @@ def _lightning_module_class():
             adv = cfg.adversarial
             self.disc = CodecDiscriminator(adv.discriminator) if adv.enabled else None
             self.automatic_optimization = False
+            self.sync_gradients = False  # True: on_train_start took gradient averaging over from DDP
+
+        def on_train_start(self):
+            # An adversarial step makes two backward passes through the one DDP-wrapped module, each
+            # reaching one network (and before adversarial.start_step the discriminator is idle): DDP's
+            # reducer, which expects every parameter in each backward, fails at the next step. So the
+            # reducer stays off (``no_sync``; buffers need no broadcast: RVQ codebooks average their EMA
+            # statistics over the ranks) and each network's gradients are averaged just before its
+            # optimizer steps. Without a discriminator DDP's reducer does it, overlapped with backward.
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.sync_gradients = self.disc is not None and isinstance(self.trainer.strategy.model,
+                                                                       DistributedDataParallel)
+
+        def backward_and_sync(self, loss: torch.Tensor, net: torch.nn.Module) -> None:
+            """``manual_backward(loss)``, then (under DDP with a discriminator) ``net``'s gradients averaged."""
+            if not self.sync_gradients:
+                self.manual_backward(loss)
+                return
+            with self.trainer.strategy.model.no_sync():
+                self.manual_backward(loss)
+            average_gradients(net.parameters())
 
         def configure_optimizers(self):
             o, max_steps = self.cfg.optim, self.cfg.trainer.max_steps
@@ -209,7 +243,7 @@ def _lightning_module_class():
                 fake_logits, _ = self.disc(out.wav.detach())
                 d_loss = discriminator_loss(real_logits, fake_logits)
                 opt_d.zero_grad()
-                self.manual_backward(d_loss)
+                self.backward_and_sync(d_loss, self.disc)
                 torch.nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.optim.grad_clip)
                 # Step the raw optimizer so that Lightning's global_step counts generator steps only.
                 opt_d.optimizer.step()
@@ -222,7 +256,7 @@ def _lightning_module_class():
                 logs.update({"loss/disc": d_loss.detach(), "loss/adv": adv.detach(), "loss/feat": fm.detach()})
 
             opt_g.zero_grad()
-            self.manual_backward(loss)
+            self.backward_and_sync(loss, self.codec)
             self.clip_gradients(opt_g, gradient_clip_val=cfg.optim.grad_clip, gradient_clip_algorithm="norm")
             opt_g.step()
             sched.step()
@@ -379,7 +413,6 @@ def train_codec(
 ) -> Path:
     """Train (or resume) a codec on random crops of ``data_dirs``; returns the exported model dir."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from ..data.dataset import AudioCropDataset
@@ -398,13 +431,10 @@ def train_codec(
     if last.exists() and not resume:
         raise ConfigError(f"{out} already has checkpoints: pass --resume to continue, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
 
     t, d = cfg.trainer, cfg.data
-    on_gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
-    if not on_gpu:
+    if not on_gpu(t):
         torch.set_num_threads(max(1, t.num_threads))
-    precision = t.precision if t.precision != "auto" else ("bf16-mixed" if on_gpu else "32-true")
     pl.seed_everything(t.seed, workers=True, verbose=False)
 
     dataset = AudioCropDataset(data_dirs, cfg.model.sample_rate, d.crop_seconds, d.min_seconds,
@@ -423,8 +453,6 @@ def train_codec(
     meta = {"data": [str(p) for p in data_dirs], "hours": round(dataset.hours, 3),
             "train_config": to_dict(cfg)}
     callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
-                        every_n_train_steps=t.checkpoint_every, save_last=True, save_top_k=-1),
         _export_callback_class()(out, dataset, t.checkpoint_every, 0 if cfg.init.freeze_encoder else t.stats_batches,
                                  d.batch_size, meta),
     ]
@@ -432,20 +460,15 @@ def train_codec(
         from lightning.pytorch.callbacks import TQDMProgressBar
 
         callbacks.append(TQDMProgressBar(refresh_rate=1 if os.isatty(2) else 50))
-    trainer = pl.Trainer(
-        max_steps=t.max_steps,
-        max_epochs=-1,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        precision=precision,
+    trainer = build_trainer(
+        t, out, max_steps=t.max_steps, checkpoint_every=t.checkpoint_every, callbacks=callbacks, max_epochs=-1,
         logger=CSVLogger(str(out), name="logs", version=_next_log_version(out / "logs")),
-        callbacks=callbacks,
         log_every_n_steps=t.log_every,
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        default_root_dir=str(out),
     )
+    if trainer.is_global_zero:  # every rank of a DDP launch runs this function; the trainer knows its rank
+        save_config(cfg, out / "config.yaml")
     trainer.fit(module, loader, ckpt_path=str(last) if (resume and last.exists()) else None)
     return out / "model"

@@ -8,6 +8,11 @@ process (:mod:`.aligner`, :mod:`.recognizer`) and guidance distillation use :fun
 :func:`lr_lambda`. The codec has its own configs (:mod:`.codec`: audio crops, two optimisers).
 
     fit_steps(model, lambda step: batch_loss(...), opt, sched, steps, "aligner")
+
+Every Lightning run (codec, LatentLM, VALL-E) shares :class:`ClusterConfig`, the part of its
+``trainer`` section that decides processes, devices, precision and the checkpoints kept, and gets
+its ``pl.Trainer`` from :func:`build_trainer`. :func:`job_resources` says what a cluster job must
+request for such a section (one task per device and node), which the recipe's job runner asks for.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -23,7 +29,8 @@ import torch.nn as nn
 from ..data.lm_dataset import SINGLE_UTT_PROMPTS, examples
 from ..errors import ConfigError, DataDirError
 
-__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "lr_lambda", "configure_adamw", "fit_steps", "utterance_sampler"]
+__all__ = ["DataConfig", "OptimConfig", "ClusterConfig", "TrainerConfig", "build_trainer", "job_resources", "on_gpu",
+           "lr_lambda", "configure_adamw", "fit_steps", "utterance_sampler"]
 
 
 @dataclass
@@ -57,17 +64,97 @@ class OptimConfig:
     grad_clip: float = 1.0
 
 
+# Lightning's precision names ("auto": bf16-mixed on a GPU, 32-true otherwise)
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+
+
 @dataclass
-class TrainerConfig:
+class ClusterConfig:
+    """Processes, devices and precision of a Lightning run, and the checkpoints it keeps.
+
+    ``devices``: processes (one per device) on each of ``num_nodes`` nodes: a number, a list of
+    device indices, or ``"auto"`` (every visible GPU, or one CPU process). ``accumulate_grad_batches``
+    batches make one optimizer step (steps, schedules and ``*_every_steps`` count optimizer steps).
+    ``precision``: a Lightning precision, or ``"auto"`` (bf16-mixed on a GPU, 32-true otherwise).
+    ``keep_checkpoints``: the newest step checkpoints kept in ``OUT/checkpoints/`` besides
+    ``last.ckpt`` (-1: every one; 0: ``last.ckpt`` only); the exported ``OUT/model`` is always kept.
+    """
+
     accelerator: str = "auto"
-    devices: int = 1
+    devices: Union[int, list[int], str] = 1
+    num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"  # "bf16-mixed" on GPUs
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    keep_checkpoints: int = 3
+
+    def validate(self) -> None:
+        d = self.devices
+        if isinstance(d, str) and d != "auto":
+            raise ConfigError(f"trainer.devices must be a number, a list of device indices or 'auto', got {d!r}")
+        if isinstance(d, int) and d < 1:
+            raise ConfigError(f"trainer.devices must be at least 1, got {d}")
+        if isinstance(d, list) and (not d or min(d) < 0 or len(set(d)) != len(d)):
+            raise ConfigError(f"trainer.devices: a list of distinct device indices >= 0, got {d}")
+        if self.num_nodes < 1:
+            raise ConfigError(f"trainer.num_nodes must be at least 1, got {self.num_nodes}")
+        if self.accumulate_grad_batches < 1:
+            raise ConfigError(f"trainer.accumulate_grad_batches must be at least 1, got {self.accumulate_grad_batches}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.keep_checkpoints < -1:
+            raise ConfigError(f"trainer.keep_checkpoints must be -1 (all), 0 or more, got {self.keep_checkpoints}")
+
+
+@dataclass
+class TrainerConfig(ClusterConfig):
     log_every_steps: int = 25
     val_every_steps: int = 500
     ckpt_every_steps: int = 500
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0: torch's default (1 is fastest on a busy 2-core machine)
+
+
+def on_gpu(tc: ClusterConfig) -> bool:
+    """Whether a run with these settings trains on CUDA GPUs."""
+    return tc.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def build_trainer(tc: ClusterConfig, out_dir: str | Path, *, max_steps: int, checkpoint_every: int,
+                  callbacks: Sequence = (), val_every_steps: int | None = None, **options):
+    """The ``pl.Trainer`` of a run: ``tc``'s devices, nodes, strategy, precision and gradient
+    accumulation, and a step checkpoint every ``checkpoint_every`` optimizer steps into
+    ``OUT/checkpoints/`` (``stepN.ckpt``, the newest ``tc.keep_checkpoints`` kept, and ``last.ckpt``),
+    placed before ``callbacks``. ``val_every_steps`` counts optimizer steps (Lightning counts batches).
+    Other ``options`` go to ``pl.Trainer`` as they are."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    keep = tc.keep_checkpoints
+    ckpt = ModelCheckpoint(dirpath=Path(out_dir) / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
+                           every_n_train_steps=checkpoint_every, save_last=True, save_top_k=keep,
+                           monitor="step" if keep != -1 else None, mode="max")
+    precision = tc.precision if tc.precision != "auto" else ("bf16-mixed" if on_gpu(tc) else "32-true")
+    if val_every_steps is not None:
+        options["val_check_interval"] = val_every_steps * tc.accumulate_grad_batches
+    return pl.Trainer(
+        default_root_dir=str(out_dir), max_steps=max_steps, accelerator=tc.accelerator, devices=tc.devices,
+        num_nodes=tc.num_nodes, strategy=tc.strategy, precision=precision,
+        accumulate_grad_batches=tc.accumulate_grad_batches, callbacks=[ckpt, *callbacks], **options)
+
+
+def job_resources(tc: ClusterConfig, gpus_if_auto: int = 1) -> dict:
+    """What one cluster job must request to run a trainer section: ``{"gpus": per node, "tasks":
+    processes per node, "nodes": nodes}``, one task per device as Lightning's SLURM environment
+    expects. ``gpus_if_auto``: the GPUs per node that ``devices: auto`` stands for (0: a CPU run)."""
+    cpu = tc.accelerator == "cpu" or (tc.accelerator == "auto" and gpus_if_auto == 0)
+    if isinstance(tc.devices, list):
+        n = len(tc.devices)
+    elif tc.devices == "auto":
+        n = 1 if cpu else max(1, gpus_if_auto)
+    else:
+        n = tc.devices
+    return {"gpus": 0 if cpu else n, "tasks": n, "nodes": tc.num_nodes}
 
 
 def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:

@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..data.batch import LMBatch
 from ..models.latentlm import LatentLM
 from .common import lr_lambda
+from .distributed import average_gradients, rank_and_world
 
 __all__ = ["DistillConfig", "distill_guidance"]
 
@@ -77,7 +78,11 @@ def distill_guidance(model: LatentLM, batches: Iterable[LMBatch], cfg: DistillCo
     """Fine-tune ``model.head`` in place to predict the guided output at ``cfg.scale`` from the
     conditional state alone; ``batches`` is cycled for ``cfg.steps`` steps (AdamW, warm-up + cosine).
     Appends ``(step, loss)`` to ``log`` every 25 steps. Returns the model (eval mode,
-    ``cfg.guidance_distilled`` set)."""
+    ``cfg.guidance_distilled`` set).
+
+    In a ``torch.distributed`` process group (after a DDP run) every rank calls it with its own shard
+    of batches: the head's gradients are averaged over the ranks at each step (data parallel, as
+    the LM's training), so every rank ends with the same head."""
     from tqdm.auto import tqdm
 
 
@@ -90,7 +95,7 @@ def distill_guidance(model: LatentLM, batches: Iterable[LMBatch], cfg: DistillCo
     head = model.head.train().requires_grad_(True)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, 0.05))
-    gen = torch.Generator(device=dev).manual_seed(seed)
+    gen = torch.Generator(device=dev).manual_seed(seed + rank_and_world()[0])  # other (t, ε) per rank
     it = _forever(batches)
     bar = tqdm(range(cfg.steps), desc="distill guidance", disable=not progress)
     for step in bar:
@@ -102,6 +107,7 @@ def distill_guidance(model: LatentLM, batches: Iterable[LMBatch], cfg: DistillCo
         loss = (head(x_t, t, hcr) - target).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(head.parameters())
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
         opt.step()
         sched.step()

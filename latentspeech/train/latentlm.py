@@ -42,8 +42,8 @@ from ..checkpoint import cast_floating, load_model_dir, load_state_dict_strict, 
 from ..config import to_dict
 from ..errors import CheckpointError
 from ..models.latentlm import KIND, LatentLM, LatentLMConfig, save_latentlm
-from .callbacks import EpochSetter, Exporter
-from .common import DataConfig, OptimConfig, TrainerConfig, configure_adamw
+from .callbacks import BatchSeeder, EpochSetter, Exporter, ResumableBatches
+from .common import DataConfig, OptimConfig, TrainerConfig, build_trainer, configure_adamw
 from .distill import DistillConfig, distill_guidance
 
 __all__ = ["LatentLMTrainConfig", "InferenceConfig", "LatentLMModule", "LatentLMDataModule", "train_latentlm",
@@ -104,14 +104,15 @@ class LatentLMModule(pl.LightningModule):
         return configure_adamw(self.model, self.optim_cfg)
 
 
-class LatentLMDataModule(pl.LightningDataModule):
-    """Train/valid loaders with length-bucketed, per-rank batches."""
+class LatentLMDataModule(ResumableBatches, pl.LightningDataModule):
+    """Train/valid loaders with length-bucketed, per-rank batches; resumable mid-epoch (:class:`ResumableBatches`)."""
 
     def __init__(self, train, valid, cfg: LatentLMTrainConfig, pad_id: int):
         super().__init__()
         self.train_set, self.valid_set, self.cfg, self.pad_id = train, valid, cfg, pad_id
 
     def _loader(self, ds, shuffle: bool):
+        import numpy as np
         from torch.utils.data import DataLoader
 
         from ..data.collate import collate_lm
@@ -120,7 +121,7 @@ class LatentLMDataModule(pl.LightningDataModule):
         dc, fr = self.cfg.data, ds.frame_rate
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        extra = [n + ds.prompt_frames[1] + 1 for n in ds.n_phones]
+        extra = np.asarray(ds.n_phones) + ds.prompt_frames[1] + 1
         sampler = BucketBatchSampler(
             ds.lengths, dc.max_tokens, dc.max_batch_size, shuffle=shuffle, seed=self.cfg.trainer.seed,
             rank=rank, world_size=world, extra_tokens=extra,
@@ -134,7 +135,7 @@ class LatentLMDataModule(pl.LightningDataModule):
         return batch.to(device)
 
     def train_dataloader(self):
-        return self._loader(self.train_set, shuffle=True)
+        return self.train_loader(self._loader(self.train_set, shuffle=True))
 
     def val_dataloader(self):
         return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
@@ -180,7 +181,6 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     ``codec``: the codec model dir to bundle (default: the one named in the latent store's meta).
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from ..data.lm_dataset import LMDataset, LMSource
@@ -239,29 +239,30 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     if cfg.init_from:
         meta["init_from"] = cfg.init_from  # as written (a bundled name stays a name, not this machine's path)
     tc = cfg.trainer
-    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, every_n_train_steps=tc.ckpt_every_steps,
-                           save_top_k=1, monitor=None)
-    trainer = pl.Trainer(
-        default_root_dir=str(out_dir), max_steps=total, accelerator=tc.accelerator, devices=tc.devices,
-        strategy=tc.strategy, precision=tc.precision, gradient_clip_val=ocfg.grad_clip,
-        log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
-        check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
-        logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
-        callbacks=[ckpt, EpochSetter(), Exporter(functools.partial(save_latentlm, out=out_dir / "model", codec_dir=codec_dir),
+    trainer = build_trainer(
+        tc, out_dir, max_steps=total, checkpoint_every=tc.ckpt_every_steps,
+        val_every_steps=tc.val_every_steps if valid_ds else None, gradient_clip_val=ocfg.grad_clip,
+        log_every_n_steps=tc.log_every_steps, check_val_every_n_epoch=None if valid_ds else 1,
+        limit_val_batches=None if valid_ds else 0, logger=CSVLogger(str(out_dir), name="logs"),
+        use_distributed_sampler=False,
+        callbacks=[EpochSetter(), BatchSeeder(tc.seed), Exporter(functools.partial(save_latentlm, out=out_dir / "model", codec_dir=codec_dir),
                                                tc.ckpt_every_steps, meta)],
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
     )
     last = out_dir / "checkpoints" / "last.ckpt"
     dm = LatentLMDataModule(train_ds, valid_ds, cfg, vocab.pad_id)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)
-    if cfg.distill.steps > 0 and trainer.global_rank == 0:
-        # fold CFG into the head (a short head-only fine-tune); the exported model samples with cfg 1
-        model = module.model
+    if cfg.distill.steps > 0:
+        # fold CFG into the head (a short head-only fine-tune); the exported model samples with cfg 1.
+        # Under DDP every rank distills on its shard of the batches (gradients averaged), rank 0 exports.
+        # Lightning's teardown left the model on the CPU: back to the training device.
+        model = module.model.to(trainer.strategy.root_device)
         losses: list = []
         distill_guidance(model, dm._loader(train_ds, shuffle=True), cfg.distill, progress=progress, log=losses,
                          seed=cfg.trainer.seed)
-        inference = {**meta["inference"], "cfg": 1.0}
-        save_latentlm(model, out_dir / "model", codec_dir,
-                        {**meta, "inference": inference, "train_steps": trainer.global_step,
-                         "guidance_distillation": {**dataclasses.asdict(cfg.distill), "loss": losses[-1:]}})
+        if trainer.is_global_zero:
+            inference = {**meta["inference"], "cfg": 1.0}
+            save_latentlm(model, out_dir / "model", codec_dir,
+                          {**meta, "inference": inference, "train_steps": trainer.global_step,
+                           "guidance_distillation": {**dataclasses.asdict(cfg.distill), "loss": losses[-1:]}})
     return out_dir / "model"

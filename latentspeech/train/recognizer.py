@@ -5,7 +5,9 @@
     phone_error_rate(rec, valid_sources)
 
 The recognizer learns on the LM's own training sources, with Gaussian noise on its input (generated
-latents are not exact encodings); :func:`phone_error_rate` reads with greedy CTC.
+latents are not exact encodings); :func:`phone_error_rate` reads with greedy CTC. In a
+``torch.distributed`` process group rank 0 fits it and the other ranks wait for its weights (as the
+aligner, :mod:`.aligner`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..data.lm_dataset import examples
 from ..models.recognizer import PhoneRecognizer, RecognizerConfig, ctc_loss, phone_targets
 from ..text.vocab import silent_token_ids
 from .common import fit_steps, utterance_sampler
+from .distributed import is_rank_zero, share_from_rank_zero
 
 __all__ = ["train_recognizer", "phone_error_rate"]
 
@@ -84,4 +87,6 @@ def train_recognizer(sources, vocab, steps: int = 3000, batch_size: int = 32, lr
         loss = nll / torch.tensor([len(t) for t in targets], device=nll.device)
         return loss[torch.isfinite(loss)].mean()
 
-    return fit_steps(rec, batch_loss, opt, sched, steps, "recognizer", progress, log_every, log)
+    if is_rank_zero():  # a small model: rank 0 fits it, the other ranks wait for its weights
+        fit_steps(rec, batch_loss, opt, sched, steps, "recognizer", progress, log_every, log)
+    return share_from_rank_zero(rec).eval()

@@ -40,8 +40,8 @@ from ..data.batch import VALLEBatch
 from ..data.collate import collate_valle
 from ..errors import ConfigError, DataDirError
 from ..models.valle import VALLE, VALLEConfig, save_valle
-from .callbacks import EpochSetter, Exporter
-from .common import DataConfig, OptimConfig, TrainerConfig, configure_adamw
+from .callbacks import BatchSeeder, EpochSetter, Exporter, ResumableBatches
+from .common import DataConfig, OptimConfig, TrainerConfig, build_trainer, configure_adamw
 
 __all__ = ["VALLETrainConfig", "VALLEModule", "VALLEDataModule", "code_source", "train_valle",
            "export_valle"]
@@ -69,8 +69,8 @@ def code_source(data_dir: str | Path, codes_dir: str | Path, vocab, durations: b
     LatentLM's sources, which read it in pointer mode only, so that both systems see the same
     examples in either mode."""
     from ..data.latents import LatentStore
-    from ..data.lm_dataset import LMSource, read_phones, read_utt2spk
-    from ..data.durations import DURATIONS, read_durations
+    from ..data.durations import DURATIONS
+    from ..data.lm_dataset import LMSource, read_duration_table, read_phones, read_utt2spk
 
     data_dir = Path(data_dir)
     store = LatentStore(codes_dir)
@@ -83,7 +83,7 @@ def code_source(data_dir: str | Path, codes_dir: str | Path, vocab, durations: b
                            "(`latentspeech align`, then copy the latents' durations file next to the codes)")
     return LMSource(latents=store, phones=read_phones(data_dir / "phones", vocab),
                     utt2spk=read_utt2spk(data_dir / "utt2spk"), mean=None, std=None, name=str(data_dir),
-                    durations=read_durations(path) if durations else None)
+                    durations=read_duration_table(path) if durations else None)
 
 
 class VALLEModule(pl.LightningModule):
@@ -116,8 +116,9 @@ class VALLEModule(pl.LightningModule):
         return configure_adamw(self.model, self.optim_cfg)
 
 
-class VALLEDataModule(pl.LightningDataModule):
-    """Train/valid loaders with length-bucketed, per-rank batches (LatentLM's sampler)."""
+class VALLEDataModule(ResumableBatches, pl.LightningDataModule):
+    """Train/valid loaders with length-bucketed, per-rank batches (LatentLM's sampler), resumable mid-epoch
+    (:class:`ResumableBatches`)."""
 
     def __init__(self, train, valid, cfg: VALLETrainConfig, pad_id: int, num_quantizers: int):
         super().__init__()
@@ -135,7 +136,7 @@ class VALLEDataModule(pl.LightningDataModule):
         dc = self.cfg.data
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        extra = [n + ds.prompt_frames[1] + 2 for n in ds.n_phones]  # phones + prompt + BOS/EOS
+        extra = np.asarray(ds.n_phones) + ds.prompt_frames[1] + 2  # phones + prompt + BOS/EOS
         sampler = BucketBatchSampler(
             ds.lengths, dc.max_tokens, dc.max_batch_size, shuffle=shuffle, seed=self.cfg.trainer.seed,
             rank=rank, world_size=world, extra_tokens=extra,
@@ -145,7 +146,7 @@ class VALLEDataModule(pl.LightningDataModule):
                           persistent_workers=dc.num_workers > 0)
 
     def train_dataloader(self):
-        return self._loader(self.train_set, shuffle=True)
+        return self.train_loader(self._loader(self.train_set, shuffle=True))
 
     def val_dataloader(self):
         return self._loader(self.valid_set, shuffle=False) if self.valid_set is not None else []
@@ -181,7 +182,6 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
     ``codec``: the RVQ codec model dir to bundle (default: the one named in the code store's meta).
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from ..checkpoint import resolve_model
@@ -238,15 +238,13 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
             "train_utterances": len(train_ds), "train_speakers": train_ds.speakers(),
             "train_sets": [s.name for s in sources]}
     tc = cfg.trainer
-    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", save_last=True, every_n_train_steps=tc.ckpt_every_steps,
-                           save_top_k=1, monitor=None)
-    trainer = pl.Trainer(
-        default_root_dir=str(out_dir), max_steps=total, accelerator=tc.accelerator, devices=tc.devices,
-        strategy=tc.strategy, precision=tc.precision, gradient_clip_val=ocfg.grad_clip,
-        log_every_n_steps=tc.log_every_steps, val_check_interval=tc.val_every_steps if valid_ds else None,
-        check_val_every_n_epoch=None if valid_ds else 1, limit_val_batches=None if valid_ds else 0,
-        logger=CSVLogger(str(out_dir), name="logs"), use_distributed_sampler=False,
-        callbacks=[ckpt, EpochSetter(), Exporter(functools.partial(export_valle, out=out_dir / "model", codec_dir=codec_dir, vocab=vocab),
+    trainer = build_trainer(
+        tc, out_dir, max_steps=total, checkpoint_every=tc.ckpt_every_steps,
+        val_every_steps=tc.val_every_steps if valid_ds else None, gradient_clip_val=ocfg.grad_clip,
+        log_every_n_steps=tc.log_every_steps, check_val_every_n_epoch=None if valid_ds else 1,
+        limit_val_batches=None if valid_ds else 0, logger=CSVLogger(str(out_dir), name="logs"),
+        use_distributed_sampler=False,
+        callbacks=[EpochSetter(), BatchSeeder(tc.seed), Exporter(functools.partial(export_valle, out=out_dir / "model", codec_dir=codec_dir, vocab=vocab),
                              tc.ckpt_every_steps, meta)],
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
     )

@@ -10,11 +10,14 @@
 #
 # Options (accepted by both runners; the local one ignores the resource ones):
 #   --max-jobs-run N   at most N jobs at once (default: all)
-#   --gpu N            GPUs per job           --num-threads N   CPU threads per job
-#   --mem SIZE         memory per job (4G)    --time T          time limit (SLURM syntax)
-#   --nodes N          nodes per job          --partition P / --account A / --sbatch-opt OPT
+#   --gpu N            GPUs per node of a job         --num-threads N   CPU threads per task
+#   --ntasks-per-node N  processes per node (default: --gpu when > 1, else 1; one per GPU for DDP)
+#   --nodes N          nodes per job                  --mem SIZE        memory per node (4G)
+#   --time T           time limit (SLURM syntax)      --partition P / --account A / --sbatch-opt OPT
+# A job of several tasks (--ntasks-per-node > 1 or --nodes > 1, e.g. DDP training) asks for
+# nodes x tasks, each task with --num-threads CPUs, and starts its command once per task.
 
-jl_max_jobs=0; jl_gpu=0; jl_threads=1; jl_mem=""; jl_time=""; jl_nodes=1
+jl_max_jobs=0; jl_gpu=0; jl_threads=1; jl_mem=""; jl_time=""; jl_nodes=1; jl_tasks=""
 jl_partition=""; jl_account=""; jl_sbatch_opts=()
 
 jl_die() { echo "${jl_prog:-runner}: $*" >&2; exit 1; }
@@ -29,6 +32,7 @@ jl_parse() {
       --mem) jl_mem=$2; shift 2 ;;
       --time) jl_time=$2; shift 2 ;;
       --nodes) jl_nodes=$2; shift 2 ;;
+      --ntasks-per-node) jl_tasks=$2; shift 2 ;;
       --partition) jl_partition=$2; shift 2 ;;
       --account) jl_account=$2; shift 2 ;;
       --sbatch-opt) jl_sbatch_opts+=("$2"); shift 2 ;;
@@ -51,6 +55,12 @@ jl_parse() {
   fi
   jl_args=("$@")
   [[ "$jl_max_jobs" =~ ^[0-9]+$ ]] || jl_die "--max-jobs-run takes a number, got '$jl_max_jobs'"
+  local n
+  for n in "$jl_gpu" "$jl_threads" "$jl_nodes" "${jl_tasks:-1}"; do
+    [[ "$n" =~ ^[0-9]+$ ]] || jl_die "--gpu, --num-threads, --nodes and --ntasks-per-node take numbers, got '$n'"
+  done
+  [ -n "$jl_tasks" ] || jl_tasks=$(( jl_gpu > 1 ? jl_gpu : 1 ))
+  (( jl_nodes >= 1 && jl_tasks >= 1 )) || jl_die "--nodes and --ntasks-per-node must be at least 1"
 }
 
 # jl_command I: the shell command of job I (JOB replaced, arguments quoted as run.pl does)

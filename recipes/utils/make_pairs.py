@@ -3,7 +3,7 @@
 
     make_pairs.py DECODE_LIST WAV_DIR PAIRS.tsv          # utt_id wav prompt text ref_wav
     make_pairs.py DECODE_LIST WAV_DIR WAV_DIR2 ... PAIRS.tsv  # several synthesis draws, scored together
-    make_pairs.py --ground-truth DECODE_LIST - PAIRS.tsv # the real recordings as the "system"
+    make_pairs.py --ground-truth DECODE_LIST - PAIRS.tsv # the real recordings as the "system" (gt_wav, else ref_wav)
 
 DECODE_LIST is what `latentspeech eval protocol` writes (tab-separated, header
 ``utt_id prompt text ref_wav``); the synthesized audio of each line is ``WAV_DIR/<utt_id>.wav``.
@@ -53,7 +53,8 @@ def make_pairs(decode_list: str | Path, wav_dir: str | Path | list[str | Path] |
         for r in lines:
             ref = _abs(r.get("ref_wav") or "", base)
             if ground_truth:
-                wav = ref
+                # gt_wav: the recording of exactly the scored text (prefix-3s: the part after the prompt)
+                wav = _abs(r.get("gt_wav") or "", base) or ref
                 if not wav:
                     raise SystemExit(f"error: {decode_list}: '{r['utt_id']}' has no ref_wav for the ground-truth row")
             else:

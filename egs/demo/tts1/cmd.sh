@@ -12,7 +12,10 @@ case "$cmd_backend" in
     ;;
   slurm)
     export train_cmd="$_utils/slurm.sh --num-threads 2 --mem 8G --time 4:00:00"
-    export cuda_cmd="$_utils/slurm.sh --gpu 1 --num-threads 8 --mem 32G --time 12:00:00"
+    # GPU jobs: recipes/tts.sh gives each its GPUs, tasks and nodes (a training job: its config's trainer
+    # section, one task per device; run.sh's --ngpu 0 keeps devices: auto configs on the CPU). --num-threads
+    # is CPUs per task, --mem per node.
+    export cuda_cmd="$_utils/slurm.sh --num-threads 8 --mem 32G --time 12:00:00"
     export decode_cmd="$_utils/slurm.sh --num-threads 2 --mem 8G --time 4:00:00"
     ;;
   *) echo "cmd.sh: unknown cmd_backend '$cmd_backend' (local or slurm)" >&2; return 1 ;;

@@ -11,9 +11,12 @@ case "$cmd_backend" in
     export decode_cmd="$_utils/run.sh"                   # synthesis and evaluation
     ;;
   slurm)
-    # Training: one node with 8 GPUs (the paper-sized model); edit --nodes/--gpu/--time/--partition.
+    # GPU jobs: recipes/tts.sh gives each its GPUs, tasks and nodes (a training job: its config's
+    # trainer.devices x num_nodes, one task per GPU; an extraction job: 1 GPU). --num-threads is CPUs
+    # per task (a training rank and its data.num_workers loader processes), --mem per node.
+    # Edit --time/--partition/--account (--sbatch-opt passes anything else).
     export train_cmd="$_utils/slurm.sh --num-threads 8 --mem 32G --time 24:00:00"
-    export cuda_cmd="$_utils/slurm.sh --gpu 8 --num-threads 32 --mem 256G --time 72:00:00"
+    export cuda_cmd="$_utils/slurm.sh --num-threads 8 --mem 256G --time 72:00:00"
     export decode_cmd="$_utils/slurm.sh --gpu 1 --num-threads 4 --mem 32G --time 12:00:00"
     ;;
   *) echo "cmd.sh: unknown cmd_backend '$cmd_backend' (local or slurm)" >&2; return 1 ;;

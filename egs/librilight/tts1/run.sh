@@ -3,12 +3,14 @@
 #
 #   ./run.sh                                  # every stage, LibriLight "small" (577 h), downloads included
 #   ./run.sh --stage 1 --stop-stage 2         # a range of stages
-#   ./run.sh --subset large --ngpu 8          # the paper's data size (50k h; cmd.sh decides where jobs run)
+#   ./run.sh --subset large                   # the paper's data size (50k h; cmd.sh decides where jobs run)
 #   ./run.sh --download false --librilight-dir /data/librilight --libriheavy-dir /data/libriheavy \
 #            --librispeech-dir /data/LibriSpeech
 #
 # Options of recipes/tts.sh (--stage, --stop-stage, --nj, --ngpu, --smoke, ...) pass through;
-# see README.md for the stages, their outputs, times and disk.
+# see README.md for the stages, their outputs, times and disk, and for running on a cluster.
+# --ngpu 8: the GPUs per node that configs with trainer.devices: auto (the codecs) use; the LM
+# configs name their devices and nodes themselves (trainer.devices: 8, num_nodes: 1).
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -53,6 +55,6 @@ if [ "$smoke" = true ] && [ "$max_utts" = 0 ]; then local_data_opts+=" --max-utt
 exec ../../../recipes/tts.sh \
   --train-set train --valid-set dev --test-sets test_clean \
   --min-dur 2.0 --max-dur 20.0 \
-  --ngpu 1 --nj 8 \
+  --ngpu 8 --nj 8 \
   --local-data-opts "$local_data_opts" \
   "${tts_opts[@]}"

@@ -100,7 +100,22 @@ def sort_unique(keys: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, lis
     return keys, list(columns)
 
 
-class RaggedTable(Mapping):
+class KeyedByUtt(Mapping):
+    """A read-only mapping over the sorted utterance ids ``self.utts`` (a :class:`UttKeys`)."""
+
+    utts: "UttKeys"
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.utts)
+
+    def __contains__(self, utt) -> bool:
+        return isinstance(utt, str) and self.utts.find(utt) >= 0
+
+
+class RaggedTable(KeyedByUtt):
     """``{utt: list[int]}`` as arrays: ``keys`` (:class:`UttKeys`), ``offsets`` (int64, rows + 1) and
     ``values`` (all rows concatenated). ``table[utt]`` is a list of ints, ``row(r)`` a numpy view."""
 
@@ -125,15 +140,6 @@ class RaggedTable(Mapping):
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"keys": self.utts.arr, "offsets": self.offsets, "values": self.values}
-
-    def __len__(self) -> int:
-        return len(self.utts)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.utts)
-
-    def __contains__(self, utt) -> bool:
-        return isinstance(utt, str) and self.utts.find(utt) >= 0
 
     def __getitem__(self, utt: str) -> list[int]:
         r = self.utts.find(utt) if isinstance(utt, str) else -1
@@ -168,7 +174,7 @@ class RaggedTable(Mapping):
         return out
 
 
-class LabelTable(Mapping):
+class LabelTable(KeyedByUtt):
     """``{utt: label}`` as arrays: ``utts`` (:class:`UttKeys`), ``codes`` (int32 per row) and
     ``labels`` (the sorted distinct labels, bytes). ``table[utt]`` is the label as a str."""
 
@@ -191,15 +197,6 @@ class LabelTable(Mapping):
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"keys": self.utts.arr, "codes": self.codes, "labels": self.labels}
-
-    def __len__(self) -> int:
-        return len(self.utts)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.utts)
-
-    def __contains__(self, utt) -> bool:
-        return isinstance(utt, str) and self.utts.find(utt) >= 0
 
     def __getitem__(self, utt: str) -> str:
         r = self.utts.find(utt) if isinstance(utt, str) else -1

@@ -143,6 +143,26 @@ def build_trainer(tc: ClusterConfig, out_dir: str | Path, *, max_steps: int, che
         accumulate_grad_batches=tc.accumulate_grad_batches, callbacks=[ckpt, *callbacks], **options)
 
 
+
+def lm_trainer(tc, out_dir: str | Path, export: Callable, meta: dict, *, max_steps: int, grad_clip: float,
+               validate: bool, progress: bool = True):
+    """The ``pl.Trainer`` of an LM run (LatentLM, VALL-E): :func:`build_trainer` with a CSV log in
+    ``OUT/logs``, the per-epoch and per-batch seeding of exact resume, and ``export(model)`` refreshed
+    every ``tc.ckpt_every_steps`` steps (rank 0). ``validate``: a validation set exists."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from .callbacks import BatchSeeder, EpochSetter, Exporter
+
+    return build_trainer(
+        tc, out_dir, max_steps=max_steps, checkpoint_every=tc.ckpt_every_steps,
+        val_every_steps=tc.val_every_steps if validate else None, gradient_clip_val=grad_clip,
+        log_every_n_steps=tc.log_every_steps, check_val_every_n_epoch=None if validate else 1,
+        limit_val_batches=None if validate else 0, logger=CSVLogger(str(out_dir), name="logs"),
+        use_distributed_sampler=False,
+        callbacks=[EpochSetter(), BatchSeeder(tc.seed), Exporter(export, tc.ckpt_every_steps, meta)],
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+    )
+
 def job_resources(tc: ClusterConfig, gpus_if_auto: int = 1) -> dict:
     """What one cluster job must request to run a trainer section: ``{"gpus": per node, "tasks":
     processes per node, "nodes": nodes}``, one task per device as Lightning's SLURM environment

@@ -42,8 +42,8 @@ from ..checkpoint import cast_floating, load_model_dir, load_state_dict_strict, 
 from ..config import to_dict
 from ..errors import CheckpointError
 from ..models.latentlm import KIND, LatentLM, LatentLMConfig, save_latentlm
-from .callbacks import BatchSeeder, EpochSetter, Exporter, ResumableBatches
-from .common import DataConfig, OptimConfig, TrainerConfig, build_trainer, configure_adamw
+from .callbacks import ResumableBatches
+from .common import DataConfig, OptimConfig, TrainerConfig, configure_adamw, lm_trainer
 from .distill import DistillConfig, distill_guidance
 
 __all__ = ["LatentLMTrainConfig", "InferenceConfig", "LatentLMModule", "LatentLMDataModule", "train_latentlm",
@@ -181,7 +181,6 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     ``codec``: the codec model dir to bundle (default: the one named in the latent store's meta).
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.loggers import CSVLogger
 
     from ..data.lm_dataset import LMDataset, LMSource
 
@@ -239,16 +238,9 @@ def train_latentlm(cfg: LatentLMTrainConfig, train: Sequence[tuple[str, str]], o
     if cfg.init_from:
         meta["init_from"] = cfg.init_from  # as written (a bundled name stays a name, not this machine's path)
     tc = cfg.trainer
-    trainer = build_trainer(
-        tc, out_dir, max_steps=total, checkpoint_every=tc.ckpt_every_steps,
-        val_every_steps=tc.val_every_steps if valid_ds else None, gradient_clip_val=ocfg.grad_clip,
-        log_every_n_steps=tc.log_every_steps, check_val_every_n_epoch=None if valid_ds else 1,
-        limit_val_batches=None if valid_ds else 0, logger=CSVLogger(str(out_dir), name="logs"),
-        use_distributed_sampler=False,
-        callbacks=[EpochSetter(), BatchSeeder(tc.seed), Exporter(functools.partial(save_latentlm, out=out_dir / "model", codec_dir=codec_dir),
-                                               tc.ckpt_every_steps, meta)],
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-    )
+    export = functools.partial(save_latentlm, out=out_dir / "model", codec_dir=codec_dir)
+    trainer = lm_trainer(tc, out_dir, export, meta, max_steps=total, grad_clip=ocfg.grad_clip,
+                         validate=bool(valid_ds), progress=progress)
     last = out_dir / "checkpoints" / "last.ckpt"
     dm = LatentLMDataModule(train_ds, valid_ds, cfg, vocab.pad_id)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)

@@ -40,8 +40,8 @@ from ..data.batch import VALLEBatch
 from ..data.collate import collate_valle
 from ..errors import ConfigError, DataDirError
 from ..models.valle import VALLE, VALLEConfig, save_valle
-from .callbacks import BatchSeeder, EpochSetter, Exporter, ResumableBatches
-from .common import DataConfig, OptimConfig, TrainerConfig, build_trainer, configure_adamw
+from .callbacks import ResumableBatches
+from .common import DataConfig, OptimConfig, TrainerConfig, configure_adamw, lm_trainer
 
 __all__ = ["VALLETrainConfig", "VALLEModule", "VALLEDataModule", "code_source", "train_valle",
            "export_valle"]
@@ -182,7 +182,6 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
     ``codec``: the RVQ codec model dir to bundle (default: the one named in the code store's meta).
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.loggers import CSVLogger
 
     from ..checkpoint import resolve_model
     from ..data.lm_dataset import LMDataset
@@ -238,16 +237,9 @@ def train_valle(cfg: VALLETrainConfig, train: Sequence[tuple[str, str]], out_dir
             "train_utterances": len(train_ds), "train_speakers": train_ds.speakers(),
             "train_sets": [s.name for s in sources]}
     tc = cfg.trainer
-    trainer = build_trainer(
-        tc, out_dir, max_steps=total, checkpoint_every=tc.ckpt_every_steps,
-        val_every_steps=tc.val_every_steps if valid_ds else None, gradient_clip_val=ocfg.grad_clip,
-        log_every_n_steps=tc.log_every_steps, check_val_every_n_epoch=None if valid_ds else 1,
-        limit_val_batches=None if valid_ds else 0, logger=CSVLogger(str(out_dir), name="logs"),
-        use_distributed_sampler=False,
-        callbacks=[EpochSetter(), BatchSeeder(tc.seed), Exporter(functools.partial(export_valle, out=out_dir / "model", codec_dir=codec_dir, vocab=vocab),
-                             tc.ckpt_every_steps, meta)],
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-    )
+    export = functools.partial(export_valle, out=out_dir / "model", codec_dir=codec_dir, vocab=vocab)
+    trainer = lm_trainer(tc, out_dir, export, meta, max_steps=total, grad_clip=ocfg.grad_clip,
+                         validate=bool(valid_ds), progress=progress)
     last = out_dir / "checkpoints" / "last.ckpt"
     dm = VALLEDataModule(train_ds, valid_ds, cfg, vocab.pad_id, mcfg.num_quantizers)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)

@@ -304,3 +304,13 @@ def test_prefix_3s_on_a_set_of_short_utterances(data_dir, tmp_path):
         build_protocol("prefix-3s", data_dir, None, min_seconds=0.5, max_seconds=5.2, prefix_seconds=5.0)
     with pytest.raises(ConfigError, match=r"prefix_seconds must be in \(0, max_seconds\)"):
         build_protocol("prefix-3s", data_dir, None, prefix_seconds=10.0)
+
+
+def test_prefix_3s_skips_a_continuation_of_punctuation_only(data_dir, tmp_path):
+    """A transcript whose words all fall in the prefix but for a closing quote has nothing to say after it."""
+    text = data_dir / "text"
+    lines = text.read_text().splitlines()
+    lines[0] = lines[0].split()[0] + ' WORDS "'  # two tokens over the utterance: the quote's midpoint is past 3 s
+    text.write_text("\n".join(lines) + "\n")
+    rows = build_protocol("prefix-3s", data_dir, tmp_path / "p.tsv")
+    assert rows and lines[0].split()[0] not in {r.utt_id for r in rows}

@@ -263,8 +263,8 @@ def build_librispeech_protocol(
             else:
                 times = estimate_word_times(words, dur[utt])
             head, rest = split_prefix_words(words, times, config.prefix_seconds)
-            if not rest:
-                continue  # the whole sentence is inside the prefix: nothing left to continue
+            if not any(c.isalnum() for word in rest for c in word):
+                continue  # the sentence's words are all inside the prefix (punctuation alone may be left)
             text = " ".join(rest)
             prompt = _utterance_audio(d, utt, wav_dir, config.prefix_seconds, f"_prefix{config.prefix_seconds:g}s")
             # ground truth of the continuation: the recording from the end of the prefix's last word

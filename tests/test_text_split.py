@@ -47,3 +47,10 @@ def test_every_chunk_fits_and_no_text_is_lost(max_chars):
 def test_bad_max_chars():
     with pytest.raises(TextError, match="max_chars"):
         split_sentences("Hello.", max_chars=0)
+
+
+def test_punctuation_alone_joins_its_sentence():
+    """A closing quote the segmenter splits off is not a sentence of its own (it has nothing to say)."""
+    assert split_sentences("and may be I'll be better by and by.\"") == ["and may be I'll be better by and by.\""]
+    assert split_sentences("...") == ["..."]
+    assert all(any(c.isalnum() for c in s) for s in split_sentences('He said: "Go." "Now!" she said. "'))

@@ -83,9 +83,17 @@ def split_sentences(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
         return []
     text = " ".join(text.split())
     chunks: list[str] = []
+    lead = ""  # punctuation alone (a closing quote split off by the segmenter) joins a neighbour
     for sent in _sentences(text):
         sent = sent.strip()
         if not sent:
             continue
+        if not any(c.isalnum() for c in sent):
+            if chunks and len(chunks[-1]) + len(sent) <= max_chars:
+                chunks[-1] += sent
+            else:
+                lead += sent + " "
+            continue
+        sent, lead = lead + sent, ""
         chunks.extend([sent] if len(sent) <= max_chars else _split_long(sent, max_chars))
-    return chunks
+    return chunks + ([lead.strip()] if lead else [])

@@ -28,14 +28,6 @@ def tiny_codec(kind: str = "sigma") -> AudioCodec:
     return AudioCodec(cfg).eval()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def data_dir(tmp_path):
     """11 utterances of 2 speakers, 0.1-0.4 s; several share a frame count (hop 64), one utt2dur entry is wrong."""

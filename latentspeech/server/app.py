@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 
 from ..audio.pcm import pcm16, wav_header
-from ..checkpoint import BUNDLED, bundled_path
+from ..checkpoint import ASSETS, BUNDLED, bundled_path
 from ..errors import AudioError, CheckpointError, ConfigError, LatentSpeechError, TextError, VoiceError
 from .voices import DEFAULT_VOICES_DIR, MAX_UPLOAD_BYTES, MAX_UPLOAD_SECONDS, VoiceStore
 
@@ -231,8 +231,6 @@ def model_name(tts) -> str:
 
 def warm_up(tts, prompt=None) -> None:
     """One short generation, so that the first request does not pay for torch's first-call set-up."""
-    from ..checkpoint import ASSETS
-
     prompt = prompt if prompt is not None else next(iter(sorted((ASSETS / "prompts").glob("*.wav"))), None)
     if prompt is None:
         sr = tts.sample_rate

@@ -378,3 +378,34 @@ def test_harmonic_training_logs_pitch_and_inits_from_a_plain_codec(tmp_path, dat
     # the copied trunk started from the plain codec (2 steps at lr 1e-3 move it only a little)
     w, w0 = codec.decoder.embed.weight, src.decoder.embed.weight
     assert (w - w0).abs().max() < 0.05 < w0.abs().max()
+
+
+def test_anchored_joint_fine_tune_stays_near_the_source_latents(tmp_path, data_dir):
+    """init.anchor_weight: the encoder trains (its latents change) but stays nearer the source's latents
+    than without the anchor, keeps the source's latent statistics, and the anchor is logged; the
+    weight needs a source."""
+    torch.manual_seed(0)
+    wav = torch.from_numpy(voiced(7, 0.5))[None]
+    cfg = _train_cfg(tmp_path)
+    src_dir = train_codec(cfg, [data_dir], tmp_path / "src", max_steps=2, progress=False)
+    src = load_codec(src_dir)
+    drift = {}
+    for weight in (0.0, 50.0):
+        cfg = _train_cfg(tmp_path)
+        cfg.optim.lr, cfg.optim.warmup_steps = 3e-3, 1
+        cfg.init.from_model, cfg.init.anchor_weight = str(src_dir), weight
+        out = tmp_path / f"anchor{weight:g}"
+        ft = load_codec(train_codec(cfg, [data_dir], out, max_steps=12, progress=False))
+        z, ref = ft.encode(wav), src.encode(wav)
+        drift[weight] = ((z - ref) / src.latent_std[None, :, None]).square().mean().item()
+        if weight:
+            assert torch.equal(ft.latent_mean, src.latent_mean) and torch.equal(ft.latent_std, src.latent_std)
+            assert "loss/anchor" in (out / "logs" / "run1" / "metrics.csv").read_text()
+    assert 0 < drift[50.0] < 0.5 * drift[0.0], drift
+    cfg = _train_cfg(tmp_path)
+    cfg.init.anchor_weight = 1.0
+    with pytest.raises(ConfigError, match="init-from"):
+        train_codec(cfg, [data_dir], tmp_path / "no_source", max_steps=1, progress=False)
+    cfg.init.anchor_weight = -1.0
+    with pytest.raises(ConfigError, match="anchor_weight"):
+        cfg.validate()

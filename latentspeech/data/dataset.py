@@ -7,8 +7,10 @@ The dataset holds one entry per utterance (segment): arrays of its dir, its row 
 duration. Index ``i`` of an epoch maps to an utterance through the cumulative crop counts: each
 utterance takes ``ceil(duration / crop_seconds)`` indices, so an epoch covers about all the audio
 once whatever the utterance lengths, and each access draws a new random crop. A crop starts at a
-uniformly random offset; utterances shorter than a crop are zero-padded on the right. An optional
-random gain (uniform in dB, peak kept under 0.99) makes the codec robust to loudness.
+uniformly random offset; utterances shorter than a crop are zero-padded on the right. Optional
+augmentations (room reverberation, band limits, background noise: :mod:`latentspeech.audio.augment`)
+and a random gain (uniform in dB, peak kept under 0.99) make the codec robust to how real recordings
+sound.
 
 Decoded utterances are cached in memory as int16 up to ``cache_mb`` megabytes. Past that, a crop
 of an audio file is read on its own (a seek to the crop's samples: soundfile reads nothing else),
@@ -24,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..audio.augment import AugmentConfig, augment
 from ..errors import DataDirError
 
 __all__ = ["AudioCropDataset"]
@@ -39,6 +42,7 @@ class AudioCropDataset(torch.utils.data.Dataset):
         gain_db: tuple[float, float] | None = (-6.0, 6.0),
         cache_mb: float = 1024.0,
         seed: int = 0,
+        augment: AugmentConfig | None = None,
     ):
         from .kaldi import DataDir
 
@@ -47,6 +51,7 @@ class AudioCropDataset(torch.utils.data.Dataset):
         self.sample_rate = sample_rate
         self.crop = max(1, int(round(crop_seconds * sample_rate)))
         self.gain_db = gain_db
+        self.augment = augment if augment is not None and augment.enabled else None
         self.cache_bytes = int(cache_mb * 2**20)
         self.seed = seed
         self.crop_seconds = crop_seconds
@@ -141,6 +146,8 @@ class AudioCropDataset(torch.utils.data.Dataset):
             if len(wav) > self.crop:
                 start = int(rng.integers(0, len(wav) - self.crop + 1))
                 wav = wav[start:start + self.crop]
+        if self.augment is not None:
+            wav = augment(wav, self.sample_rate, self.augment, rng)
         if len(wav) < self.crop:
             wav = np.pad(wav, (0, self.crop - len(wav)))
         if self.gain_db is not None:

@@ -28,6 +28,7 @@ from typing import Sequence, Union
 
 import torch
 
+from ..audio.augment import AugmentConfig
 from ..models.codec.config import CodecConfig
 from ..models.codec.discriminators import DiscriminatorConfig
 from ..models.codec.losses import LossConfig
@@ -68,6 +69,7 @@ class DataConfig:
     gain_db: list[float] | None = field(default_factory=lambda: [-6.0, 6.0])
     num_workers: int = 0
     cache_mb: float = 1024.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # reverberation, band limits, noise
 
 
 @dataclass
@@ -113,13 +115,22 @@ class InitConfig:
     harmonic one). ``keep_bottleneck`` copies the source's bottleneck too (RVQ codebooks) and keeps
     it fixed (no k-means, no EMA updates or restarts; the σ-VAE noise still applies): with
     ``freeze_encoder`` the result gives exactly the source's latents or codes, a decoder-only
-    fine-tune that leaves LMs trained on them valid.
+    fine-tune that leaves LMs trained on them valid. ``anchor_weight`` > 0 trains the encoder but
+    pulls its latents towards the source's (the squared difference of the deterministic latents, in
+    units of the source's latent std, averaged, times this weight) and keeps the source's latent
+    statistics: the encoder may carry more of a voice while LMs trained on the source's latents stay
+    usable.
     """
 
     from_model: str | None = None
     freeze_encoder: bool = False
     keep_bottleneck: bool = False
     codebook_batches: int = 64
+    anchor_weight: float = 0.0
+
+    @property
+    def keeps_latent_stats(self) -> bool:
+        return self.freeze_encoder or self.anchor_weight > 0
 
 
 @dataclass
@@ -134,8 +145,11 @@ class CodecTrainConfig:
 
     def validate(self) -> None:
         self.model.validate()
+        self.data.augment.validate()
         if self.data.batch_size < 1 or self.data.crop_seconds <= 0:
             raise ConfigError("data.batch_size must be >= 1 and data.crop_seconds > 0")
+        if self.init.anchor_weight < 0:
+            raise ConfigError(f"init.anchor_weight must be >= 0, got {self.init.anchor_weight}")
         if self.data.crop_seconds * self.model.sample_rate < self.model.hop_length:
             raise ConfigError(f"data.crop_seconds={self.data.crop_seconds} is shorter than one latent frame")
 
@@ -169,6 +183,20 @@ def _lightning_module_class():
             self.disc = CodecDiscriminator(adv.discriminator) if adv.enabled else None
             self.automatic_optimization = False
             self.sync_gradients = False  # True: on_train_start took gradient averaging over from DDP
+            self.anchor = None  # init.anchor_weight: the source codec's frozen encoder (set_anchor)
+
+        def set_anchor(self, source) -> None:
+            """Keep ``source``'s encoder and latent statistics to pull the encoder's latents towards."""
+            enc = source.encoder.eval().requires_grad_(False)
+            object.__setattr__(self, "anchor", (enc, source.latent_mean.clone(), source.latent_std.clone()))
+
+        def anchor_loss(self, batch: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+            """Mean squared distance of the latents ``mu`` [B, D, F] from the source encoder's, in its std."""
+            enc, _, std = self.anchor
+            enc.to(batch.device)
+            with torch.no_grad():
+                ref = self.codec.bottleneck.infer(enc(self.codec.pad(batch)))
+            return ((mu - ref) / std.to(mu.device)[None, :, None]).square().mean()
 
         def on_train_start(self):
             # An adversarial step makes two backward passes through the one DDP-wrapped module, each
@@ -232,6 +260,10 @@ def _lightning_module_class():
             reg = out.bottleneck.loss
             loss = cfg.loss.mel_weight * mel + cfg.loss.stft_weight * stft + cfg.model.bottleneck.beta * reg
             logs = {"loss/mel": mel, "loss/stft": stft, "loss/reg": reg}
+            if self.anchor is not None:
+                anchor = self.anchor_loss(batch, out.bottleneck.mu)
+                loss = loss + cfg.init.anchor_weight * anchor
+                logs["loss/anchor"] = anchor.detach()
             if harmonic:
                 f0_l1, voicing = pitch_loss(out.pitch, f0, voiced)
                 loss = loss + cfg.loss.pitch_weight * (f0_l1 + voicing)
@@ -371,7 +403,7 @@ def init_from_codec(codec, init: InitConfig, dataset=None, batch_size: int = 8, 
     info = {"from_model": str(init.from_model), "copied_tensors": len(trunk),
             "new_tensors": sorted(k for k in mine if k.startswith(parts)),
             "dropped_tensors": sorted(k for k in theirs if k not in own)}
-    if init.freeze_encoder:  # same encoder, same latents: keep the source's latent statistics
+    if init.keeps_latent_stats:  # the source's latents (or near them, anchored): keep its latent statistics
         codec.set_latent_stats(src.latent_mean, src.latent_std)
     if init.keep_bottleneck:
         return info
@@ -438,7 +470,8 @@ def train_codec(
     pl.seed_everything(t.seed, workers=True, verbose=False)
 
     dataset = AudioCropDataset(data_dirs, cfg.model.sample_rate, d.crop_seconds, d.min_seconds,
-                               tuple(d.gain_db) if d.gain_db else None, d.cache_mb, seed=t.seed)
+                               tuple(d.gain_db) if d.gain_db else None, d.cache_mb, seed=t.seed,
+                               augment=d.augment)
     print(f"codec training data: {dataset.describe()}", flush=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=d.batch_size, shuffle=True, drop_last=True,
                                          num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
@@ -446,6 +479,13 @@ def train_codec(
     if cfg.init.from_model and not (resume and last.exists()):
         info = init_from_codec(module.codec, cfg.init, dataset, d.batch_size, seed=t.seed)
         print(f"codec init: {info}", flush=True)
+    if cfg.init.anchor_weight > 0:
+        from ..models.codec.model import load_codec
+
+        if not cfg.init.from_model:
+            raise ConfigError("init.anchor_weight needs init.from_model (--init-from): the codec whose latents to stay near")
+
+        module.set_anchor(load_codec(cfg.init.from_model))
     freeze_codec_parts(module.codec, cfg.init)
     n_params = sum(p.numel() for p in module.codec.parameters())
     print(f"codec: {n_params / 1e6:.2f} M parameters, {cfg.model.frame_rate:g} Hz, {cfg.model.latent_dim}-d "
@@ -453,7 +493,7 @@ def train_codec(
     meta = {"data": [str(p) for p in data_dirs], "hours": round(dataset.hours, 3),
             "train_config": to_dict(cfg)}
     callbacks = [
-        _export_callback_class()(out, dataset, t.checkpoint_every, 0 if cfg.init.freeze_encoder else t.stats_batches,
+        _export_callback_class()(out, dataset, t.checkpoint_every, 0 if cfg.init.keeps_latent_stats else t.stats_batches,
                                  d.batch_size, meta),
     ]
     if progress:

@@ -150,19 +150,23 @@ def init_latentlm_from(model: LatentLM, name_or_dir: str, grow_layers: bool = Fa
     length guards and other non-weight settings stay those of ``model``'s config. ``grow_layers``:
     ``model``'s Transformer may have more layers than the source's; the source's fill the first ones
     and each extra layer starts as an identity map (its attention and feed-forward output
-    projections zero: pre-norm residual blocks then add nothing).
+    projections zero: pre-norm residual blocks then add nothing). A ``model`` with a speaker path
+    (``speaker_condition``) may start from a source without one: the path starts at zero.
     """
     md = load_model_dir(name_or_dir, kind=KIND)
     where = f"init_from {md.path}"
+    state = dict(cast_floating(md.state_dict, torch.float32))
+    if model.speaker is not None and not any(k.startswith("speaker.") for k in state):
+        # a source without the speaker path: the path starts as initialised (adding nothing)
+        state.update({"speaker." + k: v.detach().clone() for k, v in model.speaker.state_dict().items()})
     if not grow_layers:
-        md.load_into(model, where=where)
+        load_state_dict_strict(model, state, where=where)
         return md.path
     own = model.transformer.cfg.n_layers
     src = int(md.config.get("transformer", {}).get("n_layers", own))
     if src > own:
         raise CheckpointError(f"{where}: the source has {src} Transformer layers, the model only {own}; "
                               "init_grow_layers can only add layers")
-    state = dict(cast_floating(md.state_dict, torch.float32))
     for i in range(src, own):
         block = model.transformer.layers[i]
         torch.nn.init.zeros_(block.attn.wo.weight)

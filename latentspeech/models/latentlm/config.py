@@ -57,6 +57,10 @@ class LatentLMConfig:
     min_frames_per_phone: float | None = None  # the stop head is ignored before this many frames per phone
     guard_min_frames: int = 10
     max_prompt_seconds: float = 6.0
+    # True: the diffusion head also hears a summary of the prompt (its tokens' mean and spread through
+    # an MLP, :mod:`.speaker`) at every speech token, a path to the voice that does not depend on the
+    # Transformer copying it from the prefix.
+    speaker_condition: bool = False
     # How a speech token finds the phone it says. "attention": by attending to the phone prefix (the
     # model of the LatentLM paper, arXiv 2412.08635). "pointer": each speech token is also told its
     # phone: a bidirectional phone encoder's vector of that phone is added to its input and to the

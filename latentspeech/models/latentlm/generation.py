@@ -86,6 +86,7 @@ class TokenSteps:
         no_speech = torch.zeros(pre.rows, 0, cfg.token_dim, device=dev)
         pk = model.pack(pre.prompt, pre.prompt_lens, pre.phones, pre.phone_lens, no_speech,
                         torch.zeros_like(pre.phone_lens), left_pad=True, speech_extra=mode.start())
+        spk = model.speaker_vector(pre.prompt[:B], pre.prompt_lens[:B])  # None: no speaker path
         cache = model.transformer.new_cache(pre.rows, pk.x.shape[1] + max(guard) + 1)
         h = model.transformer(pk.x, pk.positions, pk.valid, cache=cache)[:, -1]  # every row's state at BOS
         self.passes = 1
@@ -99,7 +100,8 @@ class TokenSteps:
                 active &= ~mode.ends_before(j, h_c, active)
                 if not bool(active.any()):
                     break
-                z = model.head.sample(mode.condition(h_c), h_u, **self.sampling)
+                cond = mode.condition(h_c)
+                z = model.head.sample(cond if spk is None else cond + spk, h_u, **self.sampling)
                 self.evals += self.sampling["steps"]
                 lengths += active.long()
                 yield TokenStep(j, z, active.clone(), active.long() * mode.frames_kept)

@@ -30,6 +30,7 @@ from .config import LatentLMConfig
 from .diagnostics import attention_alignment
 from .generation import GenerationOutput, generate
 from .layout import SPEECH, Packed, gather_slots, layout, patchify
+from .speaker import SpeakerSummary
 
 __all__ = ["LatentLM", "TeacherForced"]
 
@@ -91,6 +92,7 @@ class LatentLM(nn.Module):
         nn.init.zeros_(self.latent_in.bias)
         # pointer mode: the phone encoder, the phone and elapsed-frames inputs and the advance head
         self.pointer = PhonePointer(cfg, cfg.transformer) if pointer else None
+        self.speaker = SpeakerSummary(cfg.token_dim, dim) if cfg.speaker_condition else None
         if not pointer:
             nn.init.zeros_(self.stop_head.weight)
             nn.init.constant_(self.stop_head.bias, -4.0)  # "keep talking" until taught otherwise
@@ -133,6 +135,11 @@ class LatentLM(nn.Module):
         x = x + self.segment_emb(lay.segments)  # for target slots: = speech_embedding(z)
         x = x * lay.valid[..., None]
         return Packed(x=x, positions=lay.positions, valid=lay.valid, slot=lay.slot, speech_start=lay.speech_start)
+
+    def speaker_vector(self, prompt: torch.Tensor, prompt_lens: torch.Tensor) -> torch.Tensor | None:
+        """The prompt's summary [B, dim] added to the head's condition (:mod:`.speaker`), or None when
+        the model has no speaker path. ``prompt``: patched tokens [B, P, token_dim], right-padded."""
+        return None if self.speaker is None else self.speaker(prompt, prompt_lens)
 
     def patched(self, batch: LMBatch) -> LMBatch:
         """The batch with prompt and target grouped into tokens of ``patch_size`` frames."""
@@ -227,6 +234,9 @@ class LatentLM(nn.Module):
         dmask = pk.valid & (rel >= 0) & (rel < batch.target_lens[:, None])
         targets = gather_slots(batch.target, rel)
         cond = h if ptr is None else h + gather_slots(ptr.cond, rel)  # pointer: the head also hears the frame's phone
+        spk = self.speaker_vector(batch.prompt, plens)
+        if spk is not None:
+            cond = cond + spk[:, None]
         return TeacherForced(batch, pk, h, att, plens, llens, dmask, targets[dmask], cond[dmask], ptr)
 
     def head_conditions(self, batch: LMBatch, conditional: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -183,20 +183,21 @@ def _lightning_module_class():
             self.disc = CodecDiscriminator(adv.discriminator) if adv.enabled else None
             self.automatic_optimization = False
             self.sync_gradients = False  # True: on_train_start took gradient averaging over from DDP
-            self.anchor = None  # init.anchor_weight: the source codec's frozen encoder (set_anchor)
+            self.anchor = None  # init.anchor_weight: (the source codec's frozen encoder, its latent std)
 
         def set_anchor(self, source) -> None:
-            """Keep ``source``'s encoder and latent statistics to pull the encoder's latents towards."""
+            """Keep ``source``'s encoder and latent std to pull the encoder's latents towards (kept out of
+            the module's state: it is not trained, and a resumed run takes it from the source again)."""
             enc = source.encoder.eval().requires_grad_(False)
-            object.__setattr__(self, "anchor", (enc, source.latent_mean.clone(), source.latent_std.clone()))
+            object.__setattr__(self, "anchor", (enc, source.latent_std.clone()[None, :, None]))
 
-        def anchor_loss(self, batch: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-            """Mean squared distance of the latents ``mu`` [B, D, F] from the source encoder's, in its std."""
-            enc, _, std = self.anchor
-            enc.to(batch.device)
+        def anchor_loss(self, padded: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+            """Mean squared distance of the latents ``mu`` [B, D, F] of the padded crops from the source
+            encoder's, in units of its latent std."""
+            enc, std = self.anchor
             with torch.no_grad():
-                ref = self.codec.bottleneck.infer(enc(self.codec.pad(batch)))
-            return ((mu - ref) / std.to(mu.device)[None, :, None]).square().mean()
+                ref = self.codec.bottleneck.infer(enc(padded))
+            return ((mu - ref) / std).square().mean()
 
         def on_train_start(self):
             # An adversarial step makes two backward passes through the one DDP-wrapped module, each
@@ -209,6 +210,9 @@ def _lightning_module_class():
 
             self.sync_gradients = self.disc is not None and isinstance(self.trainer.strategy.model,
                                                                        DistributedDataParallel)
+            if self.anchor is not None:  # not a submodule: Lightning does not move it
+                enc, std = self.anchor
+                object.__setattr__(self, "anchor", (enc.to(self.device), std.to(self.device)))
 
         def backward_and_sync(self, loss: torch.Tensor, net: torch.nn.Module) -> None:
             """``manual_backward(loss)``, then (under DDP with a discriminator) ``net``'s gradients averaged."""
@@ -261,7 +265,7 @@ def _lightning_module_class():
             loss = cfg.loss.mel_weight * mel + cfg.loss.stft_weight * stft + cfg.model.bottleneck.beta * reg
             logs = {"loss/mel": mel, "loss/stft": stft, "loss/reg": reg}
             if self.anchor is not None:
-                anchor = self.anchor_loss(batch, out.bottleneck.mu)
+                anchor = self.anchor_loss(out.target, out.bottleneck.mu)
                 loss = loss + cfg.init.anchor_weight * anchor
                 logs["loss/anchor"] = anchor.detach()
             if harmonic:

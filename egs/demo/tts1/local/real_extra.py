@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from latentspeech.data.kaldi import c_sorted, write_table
+
 SR = 16000
 
 
@@ -225,19 +227,14 @@ def main() -> int:
               f"{st['silent']} silent, {st['dup']} duplicate, {st['err']} undecodable")
     cache_f.close()
 
-    out.mkdir(parents=True, exist_ok=True)
-    keys = sorted(wav_scp, key=lambda u: u.encode())  # LC_ALL=C order
-
-    def write(name, rows):
-        (out / name).write_text("".join(f"{k} {v}\n" for k, v in rows))
-
-    write("wav.scp", ((u, wav_scp[u]) for u in keys))
-    write("utt2spk", ((u, utt2spk[u]) for u in keys))
-    write("utt2dur", ((u, f"{utt2dur[u]:.4f}") for u in keys))
+    keys = c_sorted(wav_scp)
+    write_table(out / "wav.scp", wav_scp)
+    write_table(out / "utt2spk", utt2spk)
+    write_table(out / "utt2dur", {u: round(d, 4) for u, d in utt2dur.items()})
     spk2utt: dict[str, list[str]] = {}
     for u in keys:
         spk2utt.setdefault(utt2spk[u], []).append(u)
-    write("spk2utt", ((k, " ".join(spk2utt[k])) for k in sorted(spk2utt, key=lambda k: k.encode())))
+    write_table(out / "spk2utt", spk2utt)
     for name in ("text", "segments"):
         (out / name).unlink(missing_ok=True)
     cdir = out / "copyright"

@@ -54,3 +54,9 @@ def test_punctuation_alone_joins_its_sentence():
     assert split_sentences("and may be I'll be better by and by.\"") == ["and may be I'll be better by and by.\""]
     assert split_sentences("...") == ["..."]
     assert all(any(c.isalnum() for c in s) for s in split_sentences('He said: "Go." "Now!" she said. "'))
+
+
+def test_punctuation_left_over_at_the_end_keeps_the_bound():
+    """Punctuation with no sentence to join is cut to max_chars like any other text."""
+    assert all(len(c) <= 1 for c in split_sentences(":{", max_chars=1))
+    assert split_sentences(":{", max_chars=1) != []

@@ -83,6 +83,10 @@ def split_sentences(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
         return []
     text = " ".join(text.split())
     chunks: list[str] = []
+
+    def add(sent: str) -> None:
+        chunks.extend([sent] if len(sent) <= max_chars else _split_long(sent, max_chars))
+
     lead = ""  # punctuation alone (a closing quote split off by the segmenter) joins a neighbour
     for sent in _sentences(text):
         sent = sent.strip()
@@ -94,6 +98,8 @@ def split_sentences(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
             else:
                 lead += sent + " "
             continue
-        sent, lead = lead + sent, ""
-        chunks.extend([sent] if len(sent) <= max_chars else _split_long(sent, max_chars))
-    return chunks + ([lead.strip()] if lead else [])
+        add(lead + sent)
+        lead = ""
+    if lead:
+        add(lead.strip())
+    return chunks

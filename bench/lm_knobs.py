@@ -3,17 +3,22 @@
 
     python bench/lm_knobs.py --field advance_threshold --values 0.5 0.6 0.7 --out /tmp/knobs
     python bench/lm_knobs.py --field max_prompt_seconds --values 3 6 12 --split check --out /tmp/knobs
+    python bench/lm_knobs.py --field temperature --values 0.5 0.7 0.9 --out /tmp/knobs \
+        --protocol egs/demo/tts1/exp/decode/real_test_voices_dev_text/cross/protocol.tsv
 
 For every value of ``--field`` (a field of the model's ``LatentLMConfig`` read at generation time:
-``advance_threshold``, ``max_prompt_seconds``, ``stop_threshold``, ...) the same utterances are
-synthesized through the public API (``TTS.speak_to_file``, same seed), then scored like the recipe
-(``latentspeech eval``: Whisper tiny.en WER, Resemblyzer SIM to the prompt) and by
-``bench/sim_margin.py`` (own-prompt SIM minus the mean SIM to the other speakers' prompts).
+``advance_threshold``, ``max_prompt_seconds``, ``stop_threshold``, ...; or a sampler argument of
+``TTS.speak``: ``temperature``, ``cfg``, ``steps``, ``candidates``) the same utterances are synthesized
+through the public API (``TTS.speak_to_file``, same seed), then scored like the recipe (``latentspeech
+eval``: Whisper tiny.en WER, Resemblyzer SIM to the prompt) and by ``bench/sim_margin.py`` (own-prompt
+SIM minus the mean SIM to the other speakers' prompts).
 
-Utterances: ``--num`` real voices of ``../shared/data/librispeech_voices`` (none of them in any LM's
-training data) each reading one sentence of ``../shared/data/text/dev.txt`` (8-20 words), drawn with a
-fixed seed. ``--split sel`` and ``--split check`` draw disjoint voices and sentences: choose on one,
-confirm on the other, so that a setting is not tuned to 40 utterances' noise.
+Utterances: ``--num`` real voices of ``../shared/data/librispeech_voices`` each reading one sentence of
+``../shared/data/text/dev.txt`` (8-20 words), drawn with a fixed seed. ``--split sel`` and ``--split
+check`` draw disjoint voices and sentences: choose on one, confirm on the other, so that a setting is not
+tuned to 40 utterances' noise. The draw takes any of the 251 voices, so for an LM trained on the demo
+recipe's ``real_train`` (the bundled one is) pass ``--protocol`` instead: the rows (``utt_id``, ``prompt``,
+``text``) of a recipe protocol, e.g. stage 7's ``real_test`` voices reading dev sentences.
 """
 
 from __future__ import annotations
@@ -45,6 +50,20 @@ def draw(split: str, num: int, seed: int = 123) -> list[tuple[str, str, str]]:
             for i, spk in enumerate(speakers[lo: lo + num])]
 
 
+SAMPLER_ARGS = ("temperature", "cfg", "steps", "candidates")
+
+
+def read_protocol(path: Path) -> list[tuple[str, str, str]]:
+    """(speaker, prompt path, text) of a recipe protocol's rows; the speaker is the utt id up to its first '-'."""
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or not {"utt_id", "prompt", "text"} <= set(rows[0]):
+        sys.exit(f"lm_knobs.py: {path} is not a protocol table (utt_id, prompt, text)")
+    return [(r["utt_id"].split("-", 1)[0], r["prompt"], r["text"]) for r in rows]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="latentlm-demo", help="LatentLM model dir or bundled name")
@@ -54,6 +73,8 @@ def main() -> int:
     ap.add_argument("--num", type=int, default=40)
     ap.add_argument("--draw-seed", type=int, default=123, help="seed of the draw of voices and sentences")
     ap.add_argument("--seed", type=int, default=7, help="synthesis seed (the same for every value)")
+    ap.add_argument("--protocol", type=Path, default=None,
+                    help="a recipe's protocol.tsv whose rows replace the draw (--split, --num, --draw-seed unused)")
     ap.add_argument("--out", required=True, help="folder for wavs, pairs lists and results")
     args = ap.parse_args()
 
@@ -68,25 +89,31 @@ def main() -> int:
     torch.set_num_threads(1)
     tts = TTS.from_pretrained(args.model)
     cfg = tts.backend.model.cfg
-    if not hasattr(cfg, args.field):
-        sys.exit(f"lm_knobs.py: the model's config has no field {args.field!r}")
-    default = getattr(cfg, args.field)
-    items = draw(args.split, args.num, args.draw_seed)
+    sampler = args.field in SAMPLER_ARGS
+    if not sampler and not hasattr(cfg, args.field):
+        sys.exit(f"lm_knobs.py: the model's config has no field {args.field!r} (sampler arguments: {SAMPLER_ARGS})")
+    default = None if sampler else getattr(cfg, args.field)
+    items = read_protocol(args.protocol) if args.protocol else draw(args.split, args.num, args.draw_seed)
+    tag = args.protocol.parent.name if args.protocol else f"{args.split}{args.draw_seed}"
     encoder = get_speaker_encoder()
     for value in args.values:
-        setattr(cfg, args.field, type(default)(value) if default is not None else value)
-        out = Path(args.out) / f"{args.split}{args.draw_seed}_{args.field}_{value:g}"
+        kwargs = {}
+        if sampler:
+            kwargs[args.field] = int(value) if args.field in ("steps", "candidates") else value
+        else:
+            setattr(cfg, args.field, type(default)(value) if default is not None else value)
+        out = Path(args.out) / f"{tag}_{args.field}_{value:g}"
         rows = []
         for i, (spk, prompt, text) in enumerate(items):
             wav = out / "wav" / f"{spk}-{i:03d}.wav"  # speaker id up to the first '-', as sim_margin expects
             wav.parent.mkdir(parents=True, exist_ok=True)
-            tts.speak_to_file(wav, text, prompt=prompt, seed=args.seed)
+            tts.speak_to_file(wav, text, prompt=prompt, seed=args.seed, **kwargs)
             rows.append(PairRow(f"{spk}-{i:03d}", str(wav), prompt, text))
         pairs = write_pairs(out / "pairs.tsv", rows)
         res = evaluate_pairs(rows, system=f"{args.field}={value:g}")
         res.save(out / "result.json")
         agg = {k: round(float(res.aggregate[k]), 4) for k in ("wer", "cer", "sim", "duration_mean")}
-        print(json.dumps({"field": args.field, "value": value, "default": default, "split": args.split, **agg,
+        print(json.dumps({"field": args.field, "value": value, "default": default, "utterances": tag, **agg,
                           "margin": margin(str(pairs), encoder)["margin"]}), flush=True)
     return 0
 

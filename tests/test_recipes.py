@@ -677,3 +677,32 @@ def test_replace_codec_takes_a_decoder_only_fine_tune_and_refuses_another_encode
     res = sh([sys.executable, script, str(lm), str(tmp_path / "ft")], tmp_path, env=_env(tmp_path))
     assert res.returncode == 0, res.stderr
     assert load_codec(lm / "codec").cfg.decoder.source == "harmonic"
+
+
+@pytest.mark.skipif(not __import__("shutil").which("sox"), reason="sox is needed")
+def test_perturb_speed_makes_new_voices_with_scaled_durations(tmp_path):
+    """utils/perturb_speed.py: one sped-up copy per factor, as new speakers, text carried, durations / f."""
+    src = tmp_path / "src"
+    (src / "wav").mkdir(parents=True)
+    for utt in ("a-1", "b-1"):
+        sf.write(src / "wav" / f"{utt}.wav", _tone(1.0, 200.0), SR, subtype="PCM_16")
+    write_table(src / "wav.scp", {u: f"wav/{u}.wav" for u in ("a-1", "b-1")})
+    write_table(src / "utt2spk", {"a-1": "a", "b-1": "b"})
+    write_table(src / "spk2utt", {"a": "a-1", "b": "b-1"})
+    write_table(src / "utt2dur", {"a-1": 1.0, "b-1": 1.0})
+    write_table(src / "text", {"a-1": "one", "b-1": "two"})
+    write_table(src / "spk2gender", {"a": "f", "b": "m"})
+    script = [sys.executable, str(UTILS / "perturb_speed.py"), str(src), str(tmp_path / "sp"), "--factors", "0.8", "1.25"]
+    res = sh(script, tmp_path, env=_env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    out = DataDir.load(tmp_path / "sp")
+    assert validate(tmp_path / "sp", require_text=True, check_audio=True) == []
+    assert sorted(out.utt2spk) == ["sp0.8-a-1", "sp0.8-b-1", "sp1.25-a-1", "sp1.25-b-1"]
+    assert out.utt2spk["sp1.25-b-1"] == "sp1.25-b" and out.text["sp0.8-a-1"] == "one"
+    wav, sr = sf.read(tmp_path / "sp" / "wav" / "sp1.25-a-1.wav")
+    assert sr == SR and abs(len(wav) - SR / 1.25) < 0.01 * SR
+    durs = (tmp_path / "sp" / "utt2dur").read_text().split()
+    assert dict(zip(durs[::2], map(float, durs[1::2])))["sp0.8-b-1"] == 1.25
+    assert (tmp_path / "sp" / "spk2gender").read_text() == "sp0.8-a f\nsp0.8-b m\nsp1.25-a f\nsp1.25-b m\n"
+    res = sh(script[:-3] + ["--factors", "1"], tmp_path, env=_env(tmp_path))
+    assert res.returncode == 2 and "not 1" in res.stderr

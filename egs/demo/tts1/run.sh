@@ -44,8 +44,9 @@ fi
 conf=conf; [ "$smoke" = true ] && conf=conf/smoke
 finetune_opts=(--codec-finetune-config "$conf/codec_harmonic.yaml" --codec-rvq-finetune-config "$conf/codec_rvq_harmonic.yaml")
 # The LMs learn from the synthetic train set only. --extra-train-sets "real_train:4" adds the 200 real voices
-# (one clip each, cut into prompt + target: self_split): it helps held-out synthetic voices and voice
-# similarity but makes real-prompt output less intelligible (RESULTS.md), so it is off.
+# (one clip each, cut into prompt + target: self_split). From scratch it made real-prompt output less
+# intelligible, so it is off here; continuing a trained LM with the speaker path, it helped every real-prompt
+# figure (conf/latentlm_speaker.yaml, the bundled model; RESULTS.md table (e)).
 extra_train_sets=""
 
 exec ../../../recipes/tts.sh \

@@ -10,7 +10,7 @@ model each factor is a new voice. Every copy becomes utterance ``sp<f>-<utt>`` o
 ``f``. The unperturbed clips are not copied (list SRC_DIR next to OUT_DIR for those).
 
 Used by the demo recipe to give the LM more real voices than ``real_train``'s 200 (see
-``egs/demo/tts1/conf/latentlm_speaker.yaml``). Writes atomically per file; a rerun skips clips already
+``egs/demo/tts1/conf/latentlm_speaker_sp.yaml``). Writes atomically per file; a rerun skips clips already
 written.
 """
 
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from latentspeech.data.kaldi import write_table
+from latentspeech.data.kaldi.datadir import spk2utt_from_utt2spk
 from latentspeech.data.kaldi.tables import read_dict
 
 CARRIED = ("text", "phones")
@@ -36,7 +37,8 @@ def perturb_clip(src: Path, dst: Path, factor: float) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise SystemExit(f"perturb_speed: sox failed on {src}: {res.stderr.strip().splitlines()[-1:]}")
+        last = (res.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"perturb_speed: sox failed on {src}: {last}")
     tmp.replace(dst)
 
 
@@ -59,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     for utt, entry in sorted(wavs.items()):
         src = Path(entry) if Path(entry).is_absolute() else args.src / entry
         if not src.is_file():
-            raise SystemExit(f"perturb_speed: {utt}: {entry!r} is not an audio file (pipes and ark entries "
-                             "are not supported: `latentspeech data` can dump them to files first)")
+            raise SystemExit(f"perturb_speed: {utt}: {entry!r} is not an audio file (only wav.scp entries that "
+                             "are file paths are supported, not pipes or ark offsets)")
         for f in args.factors:
             tag = f"sp{f:g}"
             dst = wav_dir / f"{tag}-{utt}.wav"
@@ -73,10 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 out[n][key] = table[utt]
             if utt2spk[utt] in gender:
                 out["spk2gender"][spk] = gender[utt2spk[utt]]
-    spk2utt: dict[str, list[str]] = {}
-    for key, spk in out["utt2spk"].items():
-        spk2utt.setdefault(spk, []).append(key)
-    out["spk2utt"] = {s: sorted(u) for s, u in spk2utt.items()}
+    spk2utt = spk2utt_from_utt2spk(out["utt2spk"])
+    out["spk2utt"] = spk2utt
     for name, rows in out.items():
         if rows:
             write_table(args.out / name, rows)

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from latentspeech.data.kaldi import c_sorted, write_table
+from latentspeech.data.kaldi import write_table
+from latentspeech.data.kaldi.datadir import spk2utt_from_utt2spk
 
 SR = 16000
 
@@ -227,13 +228,10 @@ def main() -> int:
               f"{st['silent']} silent, {st['dup']} duplicate, {st['err']} undecodable")
     cache_f.close()
 
-    keys = c_sorted(wav_scp)
     write_table(out / "wav.scp", wav_scp)
     write_table(out / "utt2spk", utt2spk)
     write_table(out / "utt2dur", {u: round(d, 4) for u, d in utt2dur.items()})
-    spk2utt: dict[str, list[str]] = {}
-    for u in keys:
-        spk2utt.setdefault(utt2spk[u], []).append(u)
+    spk2utt = spk2utt_from_utt2spk(utt2spk)
     write_table(out / "spk2utt", spk2utt)
     for name in ("text", "segments"):
         (out / name).unlink(missing_ok=True)

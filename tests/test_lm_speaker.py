@@ -1,13 +1,16 @@
-"""The LatentLM's speaker path (``speaker_condition``): a summary of the prompt in the head's condition."""
+"""The LatentLM's speaker path (``speaker_condition``): a summary of the prompt in the head's condition
+and, with ``speaker_input``, in the Transformer's input."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from latentspeech.checkpoint import load_model_dir
 from latentspeech.data.collate import collate_lm
+from latentspeech.errors import ConfigError
 from latentspeech.models.latentlm import LatentLM, LatentLMConfig
 from latentspeech.models.latentlm.speaker import SpeakerSummary
 from latentspeech.models.transformer import TransformerConfig
@@ -50,11 +53,12 @@ def test_summary_is_masked_and_zero_without_a_prompt():
     assert torch.allclose(out[:1], s(p[:1, :3], lens[:1]))
 
 
-def test_speaker_path_starts_as_the_model_without_it():
+@pytest.mark.parametrize("to_input", [False, True])
+def test_speaker_path_starts_as_the_model_without_it(to_input):
     """Zero-initialised output: a model given the path computes exactly what it computed before."""
     torch.manual_seed(0)
     base = LatentLM(tiny_config()).eval()
-    spk = LatentLM(tiny_config(speaker_condition=True)).eval()
+    spk = LatentLM(tiny_config(speaker_condition=True, speaker_input=to_input)).eval()
     state = {**base.state_dict(), **{"speaker." + k: v for k, v in spk.speaker.state_dict().items()}}
     spk.load_state_dict(state)
     b = collate_lm(voiced_utterances())
@@ -100,6 +104,64 @@ def test_speaker_path_carries_the_voice_of_the_prompt():
                          generator=torch.Generator().manual_seed(0), use_stop=False)
     hi, lo = (z.mean().item() for z in gen.latents)
     assert hi > 0.3 and lo < -0.3, (hi, lo)
+
+
+def test_speaker_input_needs_the_summary():
+    with pytest.raises(ConfigError, match="speaker_condition"):
+        tiny_config(speaker_input=True).validate()
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_generation_feeds_the_speaker_input_as_training_does(scale):
+    """With the input map trained away from zero, the head conditions of generation (KV cache, fed-back
+    tokens) equal the teacher-forced ones of the same tokens; the CFG rows get no speaker input."""
+    torch.manual_seed(0)
+    model = LatentLM(tiny_config(speaker_condition=True, speaker_input=True)).eval()
+    for p in (model.speaker.net[2].weight, model.speaker.input.weight):
+        torch.nn.init.normal_(p, std=0.2)
+    ex = voiced_utterances()[:2]
+    seen = []
+    sample = model.head.sample
+
+    def recording(cond, uncond, **kw):
+        seen.append((cond.clone(), None if uncond is None else uncond.clone()))
+        return sample(cond, uncond, **kw)
+
+    model.head.sample = recording
+    out = model.generate([e["phones"] for e in ex], [e["prompt"] for e in ex], steps=2, cfg_scale=scale,
+                         max_frames=3, use_stop=False, generator=torch.Generator().manual_seed(0))
+    assert all(len(z) == 3 for z in out.latents)
+    forced = collate_lm([dict(e, target=z) for e, z in zip(ex, out.latents)])
+    with torch.no_grad():
+        cond, _ = model.head_conditions(forced)
+        uncond, _ = model.head_conditions(forced, conditional=False)
+    got = torch.stack([c for c, _ in seen], 1).reshape(-1, cond.shape[-1])  # row-major, as head_conditions
+    assert (got - cond).abs().max().item() < 1e-4
+    if scale != 1.0:
+        # head_conditions' unconditional rows add the (zero) summary; the head's uncond input is h alone
+        got_u = torch.stack([u for _, u in seen], 1).reshape(-1, cond.shape[-1])
+        assert (got_u - uncond).abs().max().item() < 1e-4
+
+
+def test_init_from_a_model_with_the_path_but_no_input_map(tmp_path):
+    """A model with the speaker path continues with its input map added: all weights load, the map is zero."""
+    from latentspeech.models.latentlm import save_latentlm
+
+    torch.manual_seed(0)
+    src = LatentLM(tiny_config(speaker_condition=True))
+    torch.nn.init.normal_(src.speaker.net[2].weight)
+    from latentspeech.models.codec import AudioCodec, save_codec
+    from latentspeech.models.codec.config import CodecConfig
+    from latentspeech.config import from_dict
+
+    codec = AudioCodec(from_dict(CodecConfig, {
+        "sample_rate": 16000, "n_fft": 320, "frame_hop": 160, "downsample": [2, 2], "latent_dim": D,
+        "encoder": {"dim": 16, "blocks": [1, 1, 1]}, "decoder": {"dim": 16, "blocks": [1, 1, 1]}}))
+    md = save_latentlm(src, tmp_path / "lm", save_codec(codec, tmp_path / "codec"), {})
+    model = LatentLM(tiny_config(speaker_condition=True, speaker_input=True))
+    init_latentlm_from(model, str(md))
+    assert model.speaker.input.weight.abs().max() == 0
+    assert torch.equal(model.speaker.net[2].weight, src.speaker.net[2].weight)
 
 
 def test_init_from_a_model_without_the_path(tiny_latentlm_dir, tmp_path):

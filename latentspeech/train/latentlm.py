@@ -151,14 +151,19 @@ def init_latentlm_from(model: LatentLM, name_or_dir: str, grow_layers: bool = Fa
     ``model``'s Transformer may have more layers than the source's; the source's fill the first ones
     and each extra layer starts as an identity map (its attention and feed-forward output
     projections zero: pre-norm residual blocks then add nothing). A ``model`` with a speaker path
-    (``speaker_condition``) may start from a source without one: the path starts at zero.
+    (``speaker_condition``, ``speaker_input``) may start from a source without it, or without its
+    input map: what is missing starts as initialised, at zero.
     """
     md = load_model_dir(name_or_dir, kind=KIND)
     where = f"init_from {md.path}"
     state = dict(cast_floating(md.state_dict, torch.float32))
-    if model.speaker is not None and not any(k.startswith("speaker.") for k in state):
-        # a source without the speaker path: the path starts as initialised (adding nothing)
-        state.update({"speaker." + k: v.detach().clone() for k, v in model.speaker.state_dict().items()})
+    if model.speaker is not None:
+        # a source without the speaker path, or without its input map: those start as initialised
+        # (adding nothing); a source with a path the model lacks still fails the strict load below
+        own = {"speaker." + k: v for k, v in model.speaker.state_dict().items()}
+        have = {k for k in own if k in state}
+        if not have or have == {k for k in own if not k.startswith("speaker.input.")}:
+            state.update({k: v.detach().clone() for k, v in own.items() if k not in state})
     if not grow_layers:
         load_state_dict_strict(model, state, where=where)
         return md.path

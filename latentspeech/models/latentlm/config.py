@@ -61,6 +61,9 @@ class LatentLMConfig:
     # an MLP, :mod:`.speaker`) at every speech token, a path to the voice that does not depend on the
     # Transformer copying it from the prefix.
     speaker_condition: bool = False
+    # True (with speaker_condition): the summary also enters the Transformer, added through a linear
+    # map to its input at BOS and every speech token, so the state the head reads knows the voice.
+    speaker_input: bool = False
     # How a speech token finds the phone it says. "attention": by attending to the phone prefix (the
     # model of the LatentLM paper, arXiv 2412.08635). "pointer": each speech token is also told its
     # phone: a bidirectional phone encoder's vector of that phone is added to its input and to the
@@ -95,6 +98,9 @@ class LatentLMConfig:
         if self.input_noise < 0 or not 0 <= self.input_dropout < 1:
             raise ConfigError(f"latentlm: need input_noise >= 0 and 0 <= input_dropout < 1 "
                               f"(got {self.input_noise}, {self.input_dropout})")
+        if self.speaker_input and not self.speaker_condition:
+            raise ConfigError("latentlm: speaker_input adds the speaker summary of speaker_condition to the "
+                              "Transformer's input; set speaker_condition: true too")
         validate_alignment_aids(self, "latentlm", "Transformer", self.transformer.n_layers)
         validate_alignment(self, "latentlm")
         if not self.transformer.causal:

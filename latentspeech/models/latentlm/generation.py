@@ -84,9 +84,11 @@ class TokenSteps:
             guard = [min(g, self.max_frames) for g in guard]
         self.guard = guard
         no_speech = torch.zeros(pre.rows, 0, cfg.token_dim, device=dev)
+        spk, spk_in = model.speaker_vectors(pre.prompt[:B], pre.prompt_lens[:B])  # None: no such path
+        if spk_in is not None and pre.guided:
+            spk_in = torch.cat([spk_in, torch.zeros_like(spk_in)])  # the CFG rows have no prompt
         pk = model.pack(pre.prompt, pre.prompt_lens, pre.phones, pre.phone_lens, no_speech,
-                        torch.zeros_like(pre.phone_lens), left_pad=True, speech_extra=mode.start())
-        spk = model.speaker_vector(pre.prompt[:B], pre.prompt_lens[:B])  # None: no speaker path
+                        torch.zeros_like(pre.phone_lens), left_pad=True, speech_extra=mode.start(), speaker_in=spk_in)
         cache = model.transformer.new_cache(pre.rows, pk.x.shape[1] + max(guard) + 1)
         h = model.transformer(pk.x, pk.positions, pk.valid, cache=cache)[:, -1]  # every row's state at BOS
         self.passes = 1
@@ -108,7 +110,8 @@ class TokenSteps:
                 active &= ~mode.ends_inside()
                 if not bool(active.any()):
                     break
-                h = model.transformer(mode.feed_back(z)[:, None], cache=cache)[:, -1]
+                x = mode.feed_back(z) if spk_in is None else mode.feed_back(z) + spk_in
+                h = model.transformer(x[:, None], cache=cache)[:, -1]
                 self.passes += 1
         finally:
             self.stopped = [bool(s) for s in mode.stopped.tolist()]

@@ -92,7 +92,7 @@ class LatentLM(nn.Module):
         nn.init.zeros_(self.latent_in.bias)
         # pointer mode: the phone encoder, the phone and elapsed-frames inputs and the advance head
         self.pointer = PhonePointer(cfg, cfg.transformer) if pointer else None
-        self.speaker = SpeakerSummary(cfg.token_dim, dim) if cfg.speaker_condition else None
+        self.speaker = SpeakerSummary(cfg.token_dim, dim, cfg.speaker_input) if cfg.speaker_condition else None
         if not pointer:
             nn.init.zeros_(self.stop_head.weight)
             nn.init.constant_(self.stop_head.bias, -4.0)  # "keep talking" until taught otherwise
@@ -107,10 +107,11 @@ class LatentLM(nn.Module):
 
     def pack(self, prompt: torch.Tensor, prompt_lens: torch.Tensor, phones: torch.Tensor, phone_lens: torch.Tensor,
              target: torch.Tensor, target_lens: torch.Tensor, left_pad: bool,
-             speech_extra: torch.Tensor | None = None) -> Packed:
+             speech_extra: torch.Tensor | None = None, speaker_in: torch.Tensor | None = None) -> Packed:
         """Embed rows [prompt | phones | BOS | target] (tokens, right-padded tensors) into the slots of
-        :func:`.layout.layout`; ``speech_extra`` [B, 1 + F, dim] is added to the BOS and target slots
-        (pointer mode). In training the target latents are corrupted (``input_noise``, ``input_dropout``)."""
+        :func:`.layout.layout`; ``speech_extra`` [B, 1 + F, dim] (pointer mode) and ``speaker_in``
+        [B, dim] (:meth:`speaker_vectors`) are added to the BOS and target slots. In training the
+        target latents are corrupted (``input_noise``, ``input_dropout``)."""
         cfg = self.cfg
         lay = layout(prompt_lens, phone_lens, target_lens, left_pad, cfg.position_mode, cfg.phone_position_scale)
         B, T = lay.slot.shape
@@ -130,16 +131,24 @@ class LatentLM(nn.Module):
             if self.training and cfg.input_dropout > 0:
                 emb = F.dropout(emb, cfg.input_dropout, training=True)
             x = torch.where(lay.is_target[..., None], emb, x)
+        speech = (lay.is_bos | lay.is_target)[..., None]
         if speech_extra is not None:
-            x = x + gather_slots(speech_extra, lay.speech_index) * (lay.is_bos | lay.is_target)[..., None]
+            x = x + gather_slots(speech_extra, lay.speech_index) * speech
+        if speaker_in is not None:
+            x = x + speaker_in[:, None] * speech
         x = x + self.segment_emb(lay.segments)  # for target slots: = speech_embedding(z)
         x = x * lay.valid[..., None]
         return Packed(x=x, positions=lay.positions, valid=lay.valid, slot=lay.slot, speech_start=lay.speech_start)
 
-    def speaker_vector(self, prompt: torch.Tensor, prompt_lens: torch.Tensor) -> torch.Tensor | None:
-        """The prompt's summary [B, dim] added to the head's condition (:mod:`.speaker`), or None when
-        the model has no speaker path. ``prompt``: patched tokens [B, P, token_dim], right-padded."""
-        return None if self.speaker is None else self.speaker(prompt, prompt_lens)
+    def speaker_vectors(self, prompt: torch.Tensor,
+                        prompt_lens: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The speaker path (:mod:`.speaker`): (the prompt's summary [B, dim] added to the head's
+        condition, the vector [B, dim] added to the Transformer's BOS and speech inputs); None where
+        the model has no such path. ``prompt``: patched tokens [B, P, token_dim], right-padded."""
+        if self.speaker is None:
+            return None, None
+        spk = self.speaker(prompt, prompt_lens)
+        return spk, self.speaker.input_vector(spk)
 
     def patched(self, batch: LMBatch) -> LMBatch:
         """The batch with prompt and target grouped into tokens of ``patch_size`` frames."""
@@ -222,8 +231,9 @@ class LatentLM(nn.Module):
         if keep is not None:
             plens, llens = plens * keep.long(), llens * keep.long()
         ptr = self.pointer_inputs(frames, keep=llens > 0) if self.pointer is not None else None
+        spk, spk_in = self.speaker_vectors(batch.prompt, plens)
         pk = self.pack(batch.prompt, plens, batch.phones, llens, batch.target, batch.target_lens, left_pad=False,
-                       speech_extra=None if ptr is None else ptr.speech_extra)
+                       speech_extra=None if ptr is None else ptr.speech_extra, speaker_in=spk_in)
         att = None
         if attention_layer is not None:
             h, att = self.transformer(pk.x, pk.positions, pk.valid, attention_layer=attention_layer)
@@ -234,7 +244,6 @@ class LatentLM(nn.Module):
         dmask = pk.valid & (rel >= 0) & (rel < batch.target_lens[:, None])
         targets = gather_slots(batch.target, rel)
         cond = h if ptr is None else h + gather_slots(ptr.cond, rel)  # pointer: the head also hears the frame's phone
-        spk = self.speaker_vector(batch.prompt, plens)
         if spk is not None:
             cond = cond + spk[:, None]
         return TeacherForced(batch, pk, h, att, plens, llens, dmask, targets[dmask], cond[dmask], ptr)

@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from latentspeech.checkpoint import load_model_dir
+from latentspeech.config import from_dict
 from latentspeech.data.collate import collate_lm
 from latentspeech.errors import ConfigError
-from latentspeech.models.latentlm import LatentLM, LatentLMConfig
+from latentspeech.models.codec import AudioCodec, save_codec
+from latentspeech.models.codec.config import CodecConfig
+from latentspeech.models.latentlm import LatentLM, LatentLMConfig, save_latentlm
 from latentspeech.models.latentlm.speaker import SpeakerSummary
 from latentspeech.models.transformer import TransformerConfig
 from latentspeech.train.latentlm import init_latentlm_from
@@ -145,15 +148,9 @@ def test_generation_feeds_the_speaker_input_as_training_does(scale):
 
 def test_init_from_a_model_with_the_path_but_no_input_map(tmp_path):
     """A model with the speaker path continues with its input map added: all weights load, the map is zero."""
-    from latentspeech.models.latentlm import save_latentlm
-
     torch.manual_seed(0)
     src = LatentLM(tiny_config(speaker_condition=True))
     torch.nn.init.normal_(src.speaker.net[2].weight)
-    from latentspeech.models.codec import AudioCodec, save_codec
-    from latentspeech.models.codec.config import CodecConfig
-    from latentspeech.config import from_dict
-
     codec = AudioCodec(from_dict(CodecConfig, {
         "sample_rate": 16000, "n_fft": 320, "frame_hop": 160, "downsample": [2, 2], "latent_dim": D,
         "encoder": {"dim": 16, "blocks": [1, 1, 1]}, "decoder": {"dim": 16, "blocks": [1, 1, 1]}}))
@@ -167,8 +164,6 @@ def test_init_from_a_model_with_the_path_but_no_input_map(tmp_path):
 def test_init_from_a_model_without_the_path(tiny_latentlm_dir, tmp_path):
     """A bundled LatentLM continues training with the path added: its weights load, the path starts at zero."""
     md = load_model_dir(tiny_latentlm_dir, kind="latentlm")
-    from latentspeech.config import from_dict
-
     cfg = dataclasses.replace(from_dict(LatentLMConfig, md.config), speaker_condition=True)
     model = LatentLM(cfg)
     init_latentlm_from(model, str(tiny_latentlm_dir))

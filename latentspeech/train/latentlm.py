@@ -161,9 +161,9 @@ def init_latentlm_from(model: LatentLM, name_or_dir: str, grow_layers: bool = Fa
         # a source without the speaker path, or without its input map: those start as initialised
         # (adding nothing); a source with a path the model lacks still fails the strict load below
         own = {"speaker." + k: v for k, v in model.speaker.state_dict().items()}
-        have = {k for k in own if k in state}
-        if not have or have == {k for k in own if not k.startswith("speaker.input.")}:
-            state.update({k: v.detach().clone() for k, v in own.items() if k not in state})
+        missing = [k for k in own if k not in state]
+        if len(missing) == len(own) or all(k.startswith("speaker.input.") for k in missing):
+            state.update({k: own[k].detach().clone() for k in missing})
     if not grow_layers:
         load_state_dict_strict(model, state, where=where)
         return md.path

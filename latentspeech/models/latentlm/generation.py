@@ -110,7 +110,9 @@ class TokenSteps:
                 active &= ~mode.ends_inside()
                 if not bool(active.any()):
                     break
-                x = mode.feed_back(z) if spk_in is None else mode.feed_back(z) + spk_in
+                x = mode.feed_back(z)
+                if spk_in is not None:
+                    x = x + spk_in
                 h = model.transformer(x[:, None], cache=cache)[:, -1]
                 self.passes += 1
         finally:

@@ -5,10 +5,12 @@
     python bench/lm_knobs.py --field max_prompt_seconds --values 3 6 12 --split check --out /tmp/knobs
     python bench/lm_knobs.py --field temperature --values 0.5 0.7 0.9 --out /tmp/knobs \
         --protocol egs/demo/tts1/exp/decode/real_test_voices_dev_text/cross/protocol.tsv
+    python bench/lm_knobs.py --field prompt_stats --values 0 1 --voices egs/demo/tts1/data/real_test --num 50 --out /tmp/knobs
 
 For every value of ``--field`` (a field of the model's ``LatentLMConfig`` read at generation time:
 ``advance_threshold``, ``max_prompt_seconds``, ``stop_threshold``, ...; or a sampler argument of
-``TTS.speak``: ``temperature``, ``cfg``, ``steps``, ``candidates``) the same utterances are synthesized
+``TTS.speak``: ``temperature``, ``cfg``, ``steps``, ``candidates``; or a setting of the model dir's
+``inference`` section that the backend holds: ``prompt_stats``) the same utterances are synthesized
 through the public API (``TTS.speak_to_file``, same seed), then scored like the recipe (``latentspeech
 eval``: Whisper tiny.en WER, Resemblyzer SIM to the prompt) and by ``bench/sim_margin.py`` (own-prompt
 SIM minus the mean SIM to the other speakers' prompts).
@@ -18,7 +20,9 @@ Utterances: ``--num`` real voices of ``../shared/data/librispeech_voices`` each 
 check`` draw disjoint voices and sentences: choose on one, confirm on the other, so that a setting is not
 tuned to 40 utterances' noise. The draw takes any of the 251 voices, so for an LM trained on the demo
 recipe's ``real_train`` (the bundled one is) pass ``--protocol`` instead: the rows (``utt_id``, ``prompt``,
-``text``) of a recipe protocol, e.g. stage 7's ``real_test`` voices reading dev sentences.
+``text``) of a recipe protocol, e.g. stage 7's ``real_test`` voices reading dev sentences, or ``--voices``: a
+Kaldi data dir whose first ``--num`` speakers' first utterances are the prompts (the demo recipe's
+``data/real_test``), reading sentences drawn as above.
 """
 
 from __future__ import annotations
@@ -51,6 +55,22 @@ def draw(split: str, num: int, seed: int = 123) -> list[tuple[str, str, str]]:
 
 
 SAMPLER_ARGS = ("temperature", "cfg", "steps", "candidates")
+BACKEND_FIELDS = ("prompt_stats",)
+
+
+def read_voices(data_dir: Path, num: int, seed: int) -> list[tuple[str, str, str]]:
+    """The first utterance of each of the first ``num`` speakers of a Kaldi data dir as prompts, reading
+    dev sentences (the same 8-20-word draw as :func:`draw`)."""
+    from latentspeech.data.kaldi import DataDir
+
+    d = DataDir.load(data_dir)
+    first: dict[str, str] = {}
+    for utt in sorted(d.wav_scp):
+        first.setdefault(d.utt2spk.get(utt, utt.split("-", 1)[0]), utt)
+    speakers = sorted(first)[:num]
+    sentences = [s.strip() for s in open(SHARED / "text" / "dev.txt", encoding="utf-8") if 8 <= len(s.split()) <= 20]
+    random.Random(seed).shuffle(sentences)
+    return [(spk, d.wav_scp[first[spk]], sentences[i]) for i, spk in enumerate(speakers)]
 
 
 def read_protocol(path: Path) -> list[tuple[str, str, str]]:
@@ -75,6 +95,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7, help="synthesis seed (the same for every value)")
     ap.add_argument("--protocol", type=Path, default=None,
                     help="a recipe's protocol.tsv whose rows replace the draw (--split, --num, --draw-seed unused)")
+    ap.add_argument("--voices", type=Path, default=None,
+                    help="a Kaldi data dir: one prompt per speaker (--num of them) instead of the draw")
     ap.add_argument("--out", required=True, help="folder for wavs, pairs lists and results")
     args = ap.parse_args()
 
@@ -90,18 +112,24 @@ def main() -> int:
     tts = TTS.from_pretrained(args.model)
     cfg = tts.backend.model.cfg
     sampler = args.field in SAMPLER_ARGS
-    if not sampler and not hasattr(cfg, args.field):
-        sys.exit(f"lm_knobs.py: the model's config has no field {args.field!r} (sampler arguments: {SAMPLER_ARGS})")
-    default = None if sampler else getattr(cfg, args.field)
-    items = read_protocol(args.protocol) if args.protocol else draw(args.split, args.num, args.draw_seed)
-    tag = args.protocol.parent.name if args.protocol else f"{args.split}{args.draw_seed}"
+    target = tts.backend if args.field in BACKEND_FIELDS else cfg
+    if not sampler and not hasattr(target, args.field):
+        sys.exit(f"lm_knobs.py: the model's config has no field {args.field!r} "
+                 f"(sampler arguments: {SAMPLER_ARGS}; backend settings: {BACKEND_FIELDS})")
+    default = None if sampler else getattr(target, args.field)
+    if args.protocol:
+        items, tag = read_protocol(args.protocol), args.protocol.parent.name
+    elif args.voices:
+        items, tag = read_voices(args.voices, args.num, args.draw_seed), args.voices.name
+    else:
+        items, tag = draw(args.split, args.num, args.draw_seed), f"{args.split}{args.draw_seed}"
     encoder = get_speaker_encoder()
     for value in args.values:
         kwargs = {}
         if sampler:
             kwargs[args.field] = int(value) if args.field in ("steps", "candidates") else value
         else:
-            setattr(cfg, args.field, type(default)(value) if default is not None else value)
+            setattr(target, args.field, type(default)(value) if default is not None else value)
         out = Path(args.out) / f"{tag}_{args.field}_{value:g}"
         rows = []
         for i, (spk, prompt, text) in enumerate(items):

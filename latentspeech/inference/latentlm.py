@@ -3,9 +3,15 @@
 With a ``recognizer/`` in the model dir it draws several candidates of each sentence in one batch and
 keeps the one the recognizer reads best (:func:`latentspeech.models.recognizer.best_candidates`).
 
+With ``inference.prompt_stats`` > 0 in the model dir's config (strength, 1 = full), each sentence's latents
+are moved towards the prompt's per-dimension mean and spread before decoding (:func:`match_prompt_stats`):
+the codec's latents carry much of a voice in those long-term statistics, and the LM reproduces them only
+in part.
+
 :meth:`LatentLMBackend.stream` yields the audio of one sentence while it is generated: every token goes
 to a :class:`~latentspeech.models.codec.streaming.StreamingDecoder` as soon as it is sampled (one
-candidate: picking among several needs whole sentences).
+candidate: picking among several needs whole sentences), without the statistics match (it needs the whole
+sentence's latents).
 """
 
 from __future__ import annotations
@@ -18,7 +24,21 @@ import numpy as np
 from ..errors import CheckpointError, ConfigError, TextError
 from .backends import DEFAULT_CFG, DEFAULT_STEPS, DEFAULT_TEMPERATURE, SpeechBackend
 
-__all__ = ["LatentLMBackend"]
+__all__ = ["LatentLMBackend", "match_prompt_stats"]
+
+
+def match_prompt_stats(z, prompt, strength: float = 1.0):
+    """Move latents ``z [F, D]`` towards the per-dimension mean and standard deviation of ``prompt [P, D]``.
+
+    ``strength`` 1 gives ``z`` exactly the prompt's statistics over time, 0 leaves it unchanged; values in
+    between scale both the mean shift and the change of spread. Both tensors are in the LM's normalised units.
+    """
+    if strength == 0 or z.shape[0] < 2 or prompt.shape[0] < 2:
+        return z
+    mz, sz = z.mean(0), z.std(0).clamp(min=1e-3)
+    mp, sp = prompt.mean(0).to(z), prompt.std(0).to(z)
+    scale = 1 + strength * (sp / sz - 1)
+    return mz + strength * (mp - mz) + (z - mz) * scale
 
 
 class LatentLMBackend(SpeechBackend):
@@ -37,6 +57,7 @@ class LatentLMBackend(SpeechBackend):
         self.default_steps = int(infer.get("steps", DEFAULT_STEPS))
         self.default_cfg = float(infer.get("cfg", DEFAULT_CFG))
         self.default_temperature = float(infer.get("temperature", DEFAULT_TEMPERATURE))
+        self.prompt_stats = float(infer.get("prompt_stats", 0.0))  # match_prompt_stats' strength; 0: off
 
     @classmethod
     def load(cls, path: Path, device=None) -> "LatentLMBackend":
@@ -130,6 +151,7 @@ class LatentLMBackend(SpeechBackend):
                     if z.shape[0] == 0:
                         out[i] = np.zeros(0, np.float32)
                         continue
+                    z = match_prompt_stats(z, prompt, self.prompt_stats)
                     lat = self.codec.denormalize(z.transpose(0, 1)[None])
                     out[i] = self.codec.decode(lat)[0].float().cpu().numpy()
                 bar.update(len(rows))

@@ -38,12 +38,17 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LATENTSPEECH_SHARED", REPO.parent / "shared")) / "data"
 
 
+def dev_sentences() -> list[str]:
+    """The sentences of ``../shared/data/text/dev.txt`` with 8-20 words, in file order."""
+    return [s.strip() for s in open(SHARED / "text" / "dev.txt", encoding="utf-8") if 8 <= len(s.split()) <= 20]
+
+
 def draw(split: str, num: int, seed: int = 123) -> list[tuple[str, str, str]]:
     """(speaker, prompt path, sentence) triples; the two splits share no voice and no sentence."""
     voices = SHARED / "librispeech_voices"
     wav_scp = dict(line.split(None, 1) for line in open(voices / "wav.scp", encoding="utf-8") if line.strip())
     speakers = sorted(wav_scp)
-    sentences = [s.strip() for s in open(SHARED / "text" / "dev.txt", encoding="utf-8") if 8 <= len(s.split()) <= 20]
+    sentences = dev_sentences()
     rng = random.Random(seed)
     rng.shuffle(speakers)
     rng.shuffle(sentences)
@@ -60,17 +65,13 @@ BACKEND_FIELDS = ("prompt_stats",)
 
 def read_voices(data_dir: Path, num: int, seed: int) -> list[tuple[str, str, str]]:
     """The first utterance of each of the first ``num`` speakers of a Kaldi data dir as prompts, reading
-    dev sentences (the same 8-20-word draw as :func:`draw`)."""
+    dev sentences (:func:`dev_sentences`, shuffled with ``seed``)."""
     from latentspeech.data.kaldi import DataDir
 
     d = DataDir.load(data_dir)
-    first: dict[str, str] = {}
-    for utt in sorted(d.wav_scp):
-        first.setdefault(d.utt2spk.get(utt, utt.split("-", 1)[0]), utt)
-    speakers = sorted(first)[:num]
-    sentences = [s.strip() for s in open(SHARED / "text" / "dev.txt", encoding="utf-8") if 8 <= len(s.split()) <= 20]
+    sentences = dev_sentences()
     random.Random(seed).shuffle(sentences)
-    return [(spk, d.wav_scp[first[spk]], sentences[i]) for i, spk in enumerate(speakers)]
+    return [(spk, d.wav_scp[min(d.spk2utt[spk])], sentences[i]) for i, spk in enumerate(sorted(d.spk2utt)[:num])]
 
 
 def read_protocol(path: Path) -> list[tuple[str, str, str]]:
